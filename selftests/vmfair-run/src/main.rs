@@ -1,0 +1,161 @@
+// SPDX-License-Identifier: GPL-2.0
+//! `vmfair-run`: the guest-side program of vmfair's tests. A static binary with three roles:
+//!
+//! ```text
+//! vmfair-run scenario FILE.toml
+//! vmfair-run vmm --name N --vcpus K --load busy [--io-threads M] [--nice X] [--mem-file PATH]
+//!                [--tick-hz H --burst-us U]
+//! vmfair-run host --name N --threads T [--nice X] [--mem-file PATH]
+//! ```
+//!
+//! `scenario` runs a scenario (ARCHITECTURE.md §4) and prints the result as one line of JSON on
+//! stdout, progress on stderr. It exits 0 when the run itself worked, even if the result is
+//! marked invalid, 1 when it could not run the scenario, 2 on a usage error.
+//! `vmm` and `host` are the processes the runner starts; they run until SIGTERM, SIGINT or
+//! SIGUSR1 and exit 0, or 3 (vmm) when a vCPU saw a bad exit, 1 on a setup error.
+
+mod host;
+mod idle;
+mod kvm;
+mod layout;
+mod procfs;
+mod runner;
+mod status;
+mod sys;
+mod vmm;
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+const USAGE: &str = "usage:
+  vmfair-run scenario FILE.toml
+  vmfair-run vmm --name N --vcpus K --load busy|idle|bursty [--io-threads M] [--nice X]
+                 [--mem-file PATH] [--tick-hz H --burst-us U]
+  vmfair-run host --name N --threads T [--nice X] [--mem-file PATH]";
+
+/// `--key value` (or `--key=value`) options of a subcommand.
+pub struct Opts(BTreeMap<String, String>);
+
+impl Opts {
+    fn parse(args: &[String], allowed: &[&str]) -> Result<Opts, String> {
+        let mut map = BTreeMap::new();
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let Some(key) = arg.strip_prefix("--") else {
+                return Err(format!("unexpected argument {arg:?}"));
+            };
+            let (key, value) = match key.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => {
+                    let v = it.next().ok_or_else(|| format!("--{key} needs a value"))?;
+                    (key.to_string(), v.clone())
+                }
+            };
+            if !allowed.contains(&key.as_str()) {
+                return Err(format!("unknown option --{key}"));
+            }
+            map.insert(key, value);
+        }
+        Ok(Opts(map))
+    }
+
+    /// The value of `--key`, if given.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    /// The value of `--key` as a number, or `default`.
+    pub fn num<T: FromStr>(&self, key: &str, default: T) -> Result<T, String> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|_| format!("--{key}: {v:?} is not a valid number")),
+        }
+    }
+}
+
+/// A subcommand's parsed options and its entry point.
+type Subcommand = (Result<Opts, String>, fn(&Opts) -> Result<i32, String>);
+
+fn usage_error(msg: &str) -> i32 {
+    eprintln!("vmfair-run: {msg}\n{USAGE}");
+    2
+}
+
+fn real_main() -> i32 {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((cmd, rest)) = args.split_first() else {
+        return usage_error("missing subcommand");
+    };
+    let (opts, f): Subcommand = match cmd.as_str() {
+        "scenario" => {
+            return match rest {
+                [file] => runner::main(file),
+                _ => usage_error("scenario takes one FILE.toml"),
+            }
+        }
+        "vmm" => (
+            Opts::parse(
+                rest,
+                &[
+                    "name",
+                    "vcpus",
+                    "load",
+                    "io-threads",
+                    "nice",
+                    "mem-file",
+                    "tick-hz",
+                    "burst-us",
+                ],
+            ),
+            vmm::main,
+        ),
+        "host" => (
+            Opts::parse(rest, &["name", "threads", "nice", "mem-file"]),
+            host::main,
+        ),
+        "-h" | "--help" | "help" => {
+            println!("{USAGE}");
+            return 0;
+        }
+        other => return usage_error(&format!("unknown subcommand {other:?}")),
+    };
+    let opts = match opts {
+        Ok(o) => o,
+        Err(e) => return usage_error(&e),
+    };
+    match f(&opts) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("vmfair-run {cmd}: error: {e}");
+            1
+        }
+    }
+}
+
+fn main() {
+    std::process::exit(real_main());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn options() {
+        let o = Opts::parse(&s(&["--name", "a", "--vcpus=2"]), &["name", "vcpus"]).unwrap();
+        assert_eq!(o.get("name"), Some("a"));
+        assert_eq!(o.num::<u32>("vcpus", 1).unwrap(), 2);
+        assert_eq!(o.num::<u32>("nice", 7).unwrap(), 7);
+        assert!(Opts::parse(&s(&["--bogus", "1"]), &["name"]).is_err());
+        assert!(Opts::parse(&s(&["--name"]), &["name"]).is_err());
+        assert!(Opts::parse(&s(&["name"]), &["name"]).is_err());
+        let bad = Opts::parse(&s(&["--vcpus", "x"]), &["vcpus"]).unwrap();
+        assert!(bad.num::<u32>("vcpus", 1).is_err());
+    }
+}

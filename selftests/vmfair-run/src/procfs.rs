@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: GPL-2.0
+//! What the runner reads from /proc and /sys.
+
+use std::collections::HashMap;
+use std::fs;
+
+/// Per-task scheduler figures from `/proc/<pid>/task/<tid>/schedstat`, in ns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskStat {
+    /// Thread-group id the task belongs to.
+    pub pid: u32,
+    /// CPU time (`sum_exec_runtime`).
+    pub run_ns: u64,
+    /// Time spent runnable on a run queue, waiting.
+    pub wait_ns: u64,
+}
+
+fn parse_schedstat(text: &str) -> Option<(u64, u64)> {
+    let mut it = text.split_whitespace().map(|f| f.parse::<u64>().ok());
+    Some((it.next()??, it.next()??))
+}
+
+fn numeric_entries(dir: &str) -> Vec<u32> {
+    match fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Every task of `pid` (or of every process when `pid` is None), keyed by tid. Tasks that exit
+/// while being read are skipped.
+pub fn tasks(pid: Option<u32>) -> HashMap<u32, TaskStat> {
+    let pids = match pid {
+        Some(p) => vec![p],
+        None => numeric_entries("/proc"),
+    };
+    let mut out = HashMap::new();
+    for p in pids {
+        for tid in numeric_entries(&format!("/proc/{p}/task")) {
+            let path = format!("/proc/{p}/task/{tid}/schedstat");
+            if let Some((run_ns, wait_ns)) = fs::read_to_string(path)
+                .ok()
+                .as_deref()
+                .and_then(parse_schedstat)
+            {
+                out.insert(
+                    tid,
+                    TaskStat {
+                        pid: p,
+                        run_ns,
+                        wait_ns,
+                    },
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Run and wait time (ns) gained between two snapshots by the tasks selected by `keep`. A task
+/// absent at the start was created inside the window and counts whole; a task absent at the
+/// end exited and its last part is lost (rare: nothing the runner starts exits in the window).
+pub fn delta(
+    start: &HashMap<u32, TaskStat>,
+    end: &HashMap<u32, TaskStat>,
+    keep: impl Fn(u32, &TaskStat) -> bool,
+) -> (u64, u64) {
+    let mut run = 0u64;
+    let mut wait = 0u64;
+    for (tid, e) in end {
+        if !keep(*tid, e) {
+            continue;
+        }
+        match start.get(tid) {
+            Some(s) if s.pid == e.pid && s.run_ns <= e.run_ns => {
+                run += e.run_ns - s.run_ns;
+                wait += e.wait_ns.saturating_sub(s.wait_ns);
+            }
+            _ => {
+                run += e.run_ns;
+                wait += e.wait_ns;
+            }
+        }
+    }
+    (run, wait)
+}
+
+/// Idle time summed over CPUs, seconds (second field of `/proc/uptime`).
+pub fn idle_s() -> Result<f64, String> {
+    let text = fs::read_to_string("/proc/uptime").map_err(|e| format!("/proc/uptime: {e}"))?;
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|f| f.parse().ok())
+        .ok_or_else(|| format!("/proc/uptime: cannot parse {text:?}"))
+}
+
+/// Parses a CPU list such as `0-3,5`.
+pub fn parse_cpu_list(text: &str) -> Option<u32> {
+    let mut n = 0;
+    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
+        n += match part.split_once('-') {
+            Some((a, b)) => b.parse::<u32>().ok()? - a.parse::<u32>().ok()? + 1,
+            None => {
+                part.parse::<u32>().ok()?;
+                1
+            }
+        };
+    }
+    Some(n)
+}
+
+/// Online CPUs.
+pub fn online_cpus() -> Result<u32, String> {
+    let text = fs::read_to_string("/sys/devices/system/cpu/online")
+        .map_err(|e| format!("/sys/devices/system/cpu/online: {e}"))?;
+    parse_cpu_list(&text).ok_or_else(|| format!("cannot parse CPU list {text:?}"))
+}
+
+/// Kernel release (`uname -r`).
+pub fn kernel_release() -> String {
+    fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("0\n"), Some(1));
+        assert_eq!(parse_cpu_list("0-1\n"), Some(2));
+        assert_eq!(parse_cpu_list("0-3,5,7-8"), Some(7));
+        assert_eq!(parse_cpu_list("x"), None);
+    }
+
+    #[test]
+    fn schedstat_lines() {
+        assert_eq!(parse_schedstat("123 456 7\n"), Some((123, 456)));
+        assert_eq!(parse_schedstat("123"), None);
+    }
+
+    #[test]
+    fn deltas() {
+        let t = |pid, run_ns, wait_ns| TaskStat {
+            pid,
+            run_ns,
+            wait_ns,
+        };
+        let start = HashMap::from([(1, t(1, 100, 10)), (2, t(1, 50, 5)), (3, t(3, 9, 9))]);
+        let end = HashMap::from([(1, t(1, 160, 15)), (2, t(1, 50, 5)), (4, t(1, 30, 1))]);
+        assert_eq!(delta(&start, &end, |_, s| s.pid == 1), (90, 6));
+        assert_eq!(delta(&start, &end, |tid, _| tid == 1), (60, 5));
+        // The whole system: task 3 exited and is lost, task 4 is new.
+        assert_eq!(delta(&start, &end, |_, _| true), (90, 6));
+        // Our own counters are real: /proc of the test process has tasks.
+        assert!(!tasks(Some(std::process::id())).is_empty());
+    }
+}

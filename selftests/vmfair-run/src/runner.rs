@@ -1,0 +1,690 @@
+// SPDX-License-Identifier: GPL-2.0
+//! `vmfair-run scenario FILE.toml`: the in-guest scenario runner.
+//!
+//! Sets up the policy and sysctls, starts one VMM process per VM instance and one process per
+//! `[[host]]` instance (fork + exec of this binary), waits until every vCPU runs, warms up,
+//! measures over the window, stops everything and prints the result.
+//!
+//! Validation (ARCHITECTURE.md §5): every VMM checks every exit and reports bad ones in its
+//! status area; the runner also checks that counters only grow, that no vCPU burns CPU without
+//! progress, that no process dies or hangs, and the accounting identity (CPU time of all tasks
+//! plus idle time ≈ CPUs × window). Any failure marks the result invalid with a problem string.
+
+use crate::layout::*;
+use crate::procfs::{self, TaskStat};
+use crate::status::{map_state_file, Status};
+use crate::sys::{self, ChildSetup};
+use std::collections::HashMap;
+use std::fs;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use vmfair_scenario::{Accounting, GroupKind, GroupResult, Load, Policy, Scenario, ScenarioResult};
+
+/// How long a process may take from spawn until all its threads run.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a process may take to exit after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+/// Health-check period.
+const TICK: Duration = Duration::from_millis(250);
+/// Accepted range of the accounting identity ratio.
+const ACCOUNTING_RANGE: (f64, f64) = (0.9, 1.1);
+/// A vCPU that ran this long in the window must have made progress.
+const STUCK_RUN_S: f64 = 0.5;
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+const AUTOGROUP_SYSCTL: &str = "/proc/sys/kernel/sched_autogroup_enabled";
+
+fn log(msg: &str) {
+    eprintln!("vmfair-run: {msg}");
+}
+
+/// Entry point of `vmfair-run scenario`.
+pub fn main(path: &str) -> i32 {
+    match run_file(path) {
+        Ok(result) => {
+            println!("{}", result.to_json_line());
+            0
+        }
+        Err(e) => {
+            eprintln!("vmfair-run scenario: error: {e}");
+            1
+        }
+    }
+}
+
+/// One started process: a VM instance or a host process.
+struct Member {
+    kind: GroupKind,
+    name: String,
+    instance: u32,
+    label: String,
+    vcpus: usize,
+    busy_threads: usize,
+    weight: u32,
+    nice: i32,
+    ticking: bool,
+    child: Child,
+    pid: u32,
+    status: Status,
+    state_path: String,
+    exit: Option<ExitStatus>,
+    /// A problem about this member was already reported: don't pile on.
+    failed: bool,
+    last_work: Vec<u64>,
+    messages_seen: usize,
+}
+
+impl Member {
+    /// Per-vCPU progress (loop iterations for busy, ticks for idle/bursty), or per thread for
+    /// host processes.
+    fn work(&self) -> Vec<u64> {
+        match self.kind {
+            GroupKind::Vm => (0..self.vcpus)
+                .map(|i| {
+                    let gpa = if self.ticking {
+                        ticks_gpa(i)
+                    } else {
+                        counter_gpa(i)
+                    };
+                    self.status.guest_u64(gpa)
+                })
+                .collect(),
+            GroupKind::Host => (0..self.busy_threads)
+                .map(|j| self.status.busy(j))
+                .collect(),
+        }
+    }
+
+    fn io_work(&self) -> u64 {
+        match self.kind {
+            GroupKind::Vm => (0..self.busy_threads).map(|j| self.status.busy(j)).sum(),
+            GroupKind::Host => 0,
+        }
+    }
+
+    fn vcpu_tids(&self) -> Vec<u32> {
+        (0..self.vcpus)
+            .map(|i| self.status.vcpu(i, 0) as u32)
+            .collect()
+    }
+
+    /// Whether the process and all its vCPUs report running.
+    fn running(&self) -> bool {
+        self.status.ready_magic()
+            && self.status.state() == STATE_RUNNING
+            && (0..self.vcpus).all(|i| self.status.vcpu(i, 1) == STATE_RUNNING)
+    }
+}
+
+/// Figures taken at one edge of the window.
+struct Edge {
+    at: Instant,
+    idle_s: f64,
+    tasks: HashMap<u32, TaskStat>,
+    work: Vec<Vec<u64>>,
+    io_work: Vec<u64>,
+}
+
+struct Run {
+    dir: String,
+    members: Vec<Member>,
+    cgroups: Vec<String>,
+    problems: Vec<String>,
+}
+
+fn write_file(path: &str, value: &str) -> Result<(), String> {
+    fs::write(path, value).map_err(|e| format!("write {value:?} to {path}: {e}"))
+}
+
+fn setup_policy(scn: &Scenario) -> Result<(), String> {
+    let autogroup = Path::new(AUTOGROUP_SYSCTL).exists();
+    match scn.policy {
+        Policy::Autogroup => {
+            if !autogroup {
+                return Err(format!(
+                    "policy autogroup needs {AUTOGROUP_SYSCTL} (CONFIG_SCHED_AUTOGROUP)"
+                ));
+            }
+            write_file(AUTOGROUP_SYSCTL, "1")?;
+        }
+        Policy::Stock | Policy::Cgroup | Policy::Vmfair => {
+            if autogroup {
+                write_file(AUTOGROUP_SYSCTL, "0")?;
+            }
+        }
+    }
+    match scn.policy {
+        Policy::Cgroup => {
+            let controllers = format!("{CGROUP_ROOT}/cgroup.controllers");
+            if !Path::new(&controllers).exists() {
+                sys::mount_cgroup2(CGROUP_ROOT)
+                    .map_err(|e| format!("mount cgroup2 on {CGROUP_ROOT}: {e}"))?;
+            }
+            let have =
+                fs::read_to_string(&controllers).map_err(|e| format!("{controllers}: {e}"))?;
+            if !have.split_whitespace().any(|c| c == "cpu") {
+                return Err(format!(
+                    "cgroup v2 has no cpu controller (controllers: {:?})",
+                    have.trim()
+                ));
+            }
+            write_file(&format!("{CGROUP_ROOT}/cgroup.subtree_control"), "+cpu")?;
+        }
+        Policy::Vmfair => {
+            if !Path::new("/sys/module/vmfair").exists() {
+                log("modprobe vmfair");
+                let st = Command::new("modprobe")
+                    .arg("vmfair")
+                    .stdout(Stdio::null())
+                    .status()
+                    .map_err(|e| format!("cannot run modprobe: {e}"))?;
+                if !st.success() {
+                    return Err(format!("modprobe vmfair failed: {st}"));
+                }
+            }
+        }
+        Policy::Stock | Policy::Autogroup => {}
+    }
+    for (key, value) in &scn.sysctl {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        write_file(&path, &value.to_string()).map_err(|e| format!("sysctl {key}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn run_file(path: &str) -> Result<ScenarioResult, String> {
+    let text = fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let scn = Scenario::from_toml_str(&text)?;
+    for vm in &scn.vm {
+        match vm.load {
+            Load::Busy => {}
+            Load::Bench => return Err(format!("vm {}: load bench not implemented yet", vm.name)),
+            Load::Idle | Load::Bursty => {
+                return Err(format!(
+                    "vm {}: load {} not implemented yet",
+                    vm.name, vm.load
+                ))
+            }
+        }
+    }
+    if !scn.vm.is_empty() && !Path::new("/dev/kvm").exists() {
+        return Err("/dev/kvm does not exist".into());
+    }
+    let cpus = procfs::online_cpus()?;
+    let kernel = procfs::kernel_release();
+    sys::install_stop_handlers().map_err(|e| format!("sigaction: {e}"))?;
+    log(&format!(
+        "scenario {} policy {} on {kernel}, {cpus} CPUs: {} VM kinds, {} host kinds, \
+         warm-up {} s, window {} s",
+        scn.name,
+        scn.policy,
+        scn.vm.len(),
+        scn.host.len(),
+        scn.warmup_s,
+        scn.duration_s
+    ));
+    setup_policy(&scn)?;
+
+    let dir = format!("/tmp/vmfair-run.{}", std::process::id());
+    fs::create_dir_all(&dir).map_err(|e| format!("{dir}: {e}"))?;
+    let mut run = Run {
+        dir,
+        members: Vec::new(),
+        cgroups: Vec::new(),
+        problems: Vec::new(),
+    };
+    if cpus != scn.guest_cpus {
+        run.problems.push(format!(
+            "guest has {cpus} CPUs online, the scenario asks for {}",
+            scn.guest_cpus
+        ));
+    }
+    let measured = run.measure(&scn);
+    run.stop_all();
+    run.cleanup();
+    let (window_s, groups, accounting) = measured?;
+    let valid = run.problems.is_empty();
+    for p in &run.problems {
+        log(&format!("problem: {p}"));
+    }
+    log(&format!(
+        "done: {}",
+        if valid { "valid" } else { "INVALID" }
+    ));
+    Ok(ScenarioResult {
+        scenario: scn.name.clone(),
+        policy: scn.policy,
+        kernel,
+        guest_cpus: cpus,
+        duration_s: window_s,
+        groups,
+        valid,
+        problems: run.problems,
+        accounting: Some(accounting),
+    })
+}
+
+fn status_text(st: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (st.code(), st.signal()) {
+        (Some(c), _) => format!("exit status {c}"),
+        (None, Some(s)) => format!("signal {s}"),
+        _ => format!("{st}"),
+    }
+}
+
+impl Run {
+    fn spawn_all(&mut self, scn: &Scenario) -> Result<(), String> {
+        let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+        let new_session = scn.policy == Policy::Autogroup;
+        for vm in &scn.vm {
+            for i in 0..vm.count {
+                let label = format!("vm {}#{i}", vm.name);
+                let state_path = format!("{}/vm-{}-{i}.mem", self.dir, vm.name);
+                let (_f, mem) = map_state_file(&state_path, GUEST_MEM_SIZE + STATUS_SIZE, false)
+                    .map_err(|e| format!("{label}: state file: {e}"))?;
+                let mut cgroup_procs = None;
+                if scn.policy == Policy::Cgroup {
+                    let cg = format!("{CGROUP_ROOT}/vmfair-{}-{i}", vm.name);
+                    if !Path::new(&cg).exists() {
+                        fs::create_dir(&cg).map_err(|e| format!("mkdir {cg}: {e}"))?;
+                    }
+                    self.cgroups.push(cg.clone());
+                    write_file(&format!("{cg}/cpu.weight"), &vm.weight.to_string())?;
+                    cgroup_procs = Some(format!("{cg}/cgroup.procs"));
+                }
+                let mut cmd = Command::new(&exe);
+                cmd.arg("vmm")
+                    .args(["--name", &format!("{}#{i}", vm.name)])
+                    .args(["--vcpus", &vm.vcpus.to_string()])
+                    .args(["--load", vm.load.as_str()])
+                    .args(["--io-threads", &vm.io_threads.to_string()])
+                    .args(["--nice", &vm.nice.to_string()])
+                    .args(["--mem-file", &state_path])
+                    .args(["--tick-hz", &vm.tick_hz.to_string()])
+                    .args(["--burst-us", &vm.burst_us.to_string()])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null());
+                let child = sys::spawn(
+                    &mut cmd,
+                    ChildSetup {
+                        new_session,
+                        cgroup_procs,
+                    },
+                )
+                .map_err(|e| format!("{label}: spawn: {e}"))?;
+                let pid = child.id();
+                self.members.push(Member {
+                    kind: GroupKind::Vm,
+                    name: vm.name.clone(),
+                    instance: i,
+                    label: format!("{label} (pid {pid})"),
+                    vcpus: vm.vcpus as usize,
+                    busy_threads: vm.io_threads as usize,
+                    weight: vm.weight,
+                    nice: vm.nice,
+                    ticking: matches!(vm.load, Load::Idle | Load::Bursty),
+                    child,
+                    pid,
+                    status: Status::new(Arc::new(mem), GUEST_MEM_SIZE),
+                    state_path,
+                    exit: None,
+                    failed: false,
+                    last_work: vec![0; vm.vcpus as usize],
+                    messages_seen: 0,
+                });
+            }
+        }
+        for h in &scn.host {
+            for i in 0..h.count {
+                let label = format!("host {}#{i}", h.name);
+                let state_path = format!("{}/host-{}-{i}.mem", self.dir, h.name);
+                let (_f, mem) = map_state_file(&state_path, STATUS_SIZE, false)
+                    .map_err(|e| format!("{label}: state file: {e}"))?;
+                let mut cmd = Command::new(&exe);
+                cmd.arg("host")
+                    .args(["--name", &format!("{}#{i}", h.name)])
+                    .args(["--threads", &h.threads.to_string()])
+                    .args(["--nice", &h.nice.to_string()])
+                    .args(["--mem-file", &state_path])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null());
+                let child = sys::spawn(
+                    &mut cmd,
+                    ChildSetup {
+                        new_session,
+                        cgroup_procs: None,
+                    },
+                )
+                .map_err(|e| format!("{label}: spawn: {e}"))?;
+                let pid = child.id();
+                self.members.push(Member {
+                    kind: GroupKind::Host,
+                    name: h.name.clone(),
+                    instance: i,
+                    label: format!("{label} (pid {pid})"),
+                    vcpus: 0,
+                    busy_threads: h.threads as usize,
+                    weight: 0,
+                    nice: h.nice,
+                    ticking: false,
+                    child,
+                    pid,
+                    status: Status::new(Arc::new(mem), 0),
+                    state_path,
+                    exit: None,
+                    failed: false,
+                    last_work: vec![0; h.threads as usize],
+                    messages_seen: 0,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Reaps exited members, collects bad-exit reports, checks that counters only grow.
+    fn check(&mut self) {
+        for m in &mut self.members {
+            let msgs = m.status.messages();
+            for msg in msgs.iter().skip(m.messages_seen) {
+                self.problems.push(format!("{}: {msg}", m.label));
+                m.failed = true;
+            }
+            m.messages_seen = msgs.len();
+            if m.exit.is_none() {
+                if let Ok(Some(st)) = m.child.try_wait() {
+                    m.exit = Some(st);
+                    if !m.failed {
+                        self.problems
+                            .push(format!("{} died early: {}", m.label, status_text(st)));
+                        m.failed = true;
+                    }
+                }
+            }
+            let work = m.work();
+            for (i, (now, before)) in work.iter().zip(&m.last_work).enumerate() {
+                if now < before {
+                    self.problems.push(format!(
+                        "{} {} {i}: counter went backwards from {before} to {now}",
+                        m.label,
+                        if m.kind == GroupKind::Vm {
+                            "vcpu"
+                        } else {
+                            "thread"
+                        }
+                    ));
+                    m.failed = true;
+                }
+            }
+            m.last_work = work;
+        }
+    }
+
+    /// Sleeps for `d`, checking health every TICK. Err if the runner itself is interrupted.
+    fn sleep_checked(&mut self, d: Duration) -> Result<(), String> {
+        let end = Instant::now() + d;
+        loop {
+            self.check();
+            if sys::stop_requested() {
+                return Err("interrupted by a signal".into());
+            }
+            let now = Instant::now();
+            if now >= end {
+                return Ok(());
+            }
+            std::thread::sleep(TICK.min(end - now));
+        }
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            self.check();
+            // A VMM that could not set its VM up means the scenario cannot run at all.
+            for m in &self.members {
+                if m.status.ready_magic() && m.status.state() == STATE_FAILED {
+                    let msgs = m.status.messages().join("; ");
+                    return Err(format!("{}: setup failed: {msgs}", m.label));
+                }
+            }
+            if self
+                .members
+                .iter()
+                .all(|m| m.failed || m.exit.is_some() || m.running())
+            {
+                return Ok(());
+            }
+            if sys::stop_requested() {
+                return Err("interrupted by a signal".into());
+            }
+            if Instant::now() >= deadline {
+                for m in &mut self.members {
+                    if !m.failed && m.exit.is_none() && !m.running() {
+                        self.problems.push(format!(
+                            "{} not running after {} s; killed",
+                            m.label,
+                            READY_TIMEOUT.as_secs()
+                        ));
+                        m.failed = true;
+                        let _ = sys::kill(m.pid, libc::SIGKILL);
+                    }
+                }
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn edge(&self) -> Result<Edge, String> {
+        let work = self.members.iter().map(Member::work).collect();
+        let io_work = self.members.iter().map(Member::io_work).collect();
+        let idle_s = procfs::idle_s()?;
+        let at = Instant::now();
+        let tasks = procfs::tasks(None);
+        Ok(Edge {
+            at,
+            idle_s,
+            tasks,
+            work,
+            io_work,
+        })
+    }
+
+    fn apply_vmfair_weights(&mut self) {
+        for m in &self.members {
+            if m.kind != GroupKind::Vm || m.weight == 100 {
+                continue;
+            }
+            let path = format!("/proc/sys/kernel/vmfair/vm/{}/weight", m.pid);
+            if !Path::new(&path).exists() {
+                self.problems.push(format!(
+                    "{}: per-VM weight interface missing ({path}); weight {} not applied",
+                    m.label, m.weight
+                ));
+            } else if let Err(e) = write_file(&path, &m.weight.to_string()) {
+                self.problems.push(format!("{}: {e}", m.label));
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn measure(&mut self, scn: &Scenario) -> Result<(f64, Vec<GroupResult>, Accounting), String> {
+        self.spawn_all(scn)?;
+        log(&format!("started {} processes", self.members.len()));
+        self.wait_ready()?;
+        if scn.policy == Policy::Vmfair {
+            self.apply_vmfair_weights();
+        }
+        log(&format!("all running; warm-up {} s", scn.warmup_s));
+        self.sleep_checked(Duration::from_secs_f64(scn.warmup_s))?;
+        let start = self.edge()?;
+        log(&format!("window start; measuring {} s", scn.duration_s));
+        self.sleep_checked(Duration::from_secs_f64(scn.duration_s))?;
+        let end = self.edge()?;
+        self.check();
+        let window_s = (end.at - start.at).as_secs_f64();
+        log(&format!("window end after {window_s:.3} s"));
+
+        let cpus = procfs::online_cpus()?;
+        let (all_run, _) = procfs::delta(&start.tasks, &end.tasks, |_, _| true);
+        let tasks_cpu_s = all_run as f64 * 1e-9;
+        let idle_s = end.idle_s - start.idle_s;
+        let ratio = (tasks_cpu_s + idle_s) / (f64::from(cpus) * window_s);
+        let accounting = Accounting {
+            cpus,
+            window_s,
+            tasks_cpu_s,
+            idle_s,
+            ratio,
+        };
+        if !(ACCOUNTING_RANGE.0..=ACCOUNTING_RANGE.1).contains(&ratio) {
+            self.problems.push(format!(
+                "accounting identity off: tasks {tasks_cpu_s:.3} s + idle {idle_s:.3} s = \
+                 {:.3} s, expected {cpus} CPUs x {window_s:.3} s = {:.3} s (ratio {ratio:.3})",
+                tasks_cpu_s + idle_s,
+                f64::from(cpus) * window_s
+            ));
+        }
+
+        let mut groups = Vec::new();
+        for (k, m) in self.members.iter().enumerate() {
+            let pid = m.pid;
+            let (run, wait) = procfs::delta(&start.tasks, &end.tasks, |_, t| t.pid == pid);
+            let cpu_s = run as f64 * 1e-9;
+            let mut work = 0u64;
+            for (i, (s, e)) in start.work[k].iter().zip(&end.work[k]).enumerate() {
+                if e < s {
+                    // Reported by check(); don't add garbage.
+                    continue;
+                }
+                work += e - s;
+                if m.kind == GroupKind::Vm && !m.failed {
+                    let tid = m.vcpu_tids()[i];
+                    let (vrun, _) = procfs::delta(&start.tasks, &end.tasks, |t, _| t == tid);
+                    let vrun_s = vrun as f64 * 1e-9;
+                    if e == s && vrun_s > STUCK_RUN_S {
+                        self.problems.push(format!(
+                            "{} vcpu {i}: ran {vrun_s:.3} s in the window without progress",
+                            m.label
+                        ));
+                    }
+                }
+            }
+            let threads = (m.vcpus + m.busy_threads) as u32;
+            let max = f64::from(threads + 1).min(f64::from(cpus)) * window_s * 1.05;
+            if cpu_s > max {
+                self.problems.push(format!(
+                    "{}: cpu_s {cpu_s:.3} is impossible for {threads} busy threads in \
+                     {window_s:.3} s on {cpus} CPUs",
+                    m.label
+                ));
+            }
+            groups.push(GroupResult {
+                kind: m.kind,
+                name: m.name.clone(),
+                instance: m.instance,
+                pid: m.pid,
+                vcpus: m.vcpus as u32,
+                cpu_s,
+                work,
+                index: None,
+                wait_s: wait as f64 * 1e-9,
+                threads,
+                weight: m.weight,
+                nice: m.nice,
+                io_work: end.io_work[k].saturating_sub(start.io_work[k]),
+            });
+            log(&format!(
+                "{:<24} cpu {cpu_s:7.3} s  wait {:7.3} s  work {work:>14}  ({:.1} M/s)",
+                m.label,
+                wait as f64 * 1e-9,
+                work as f64 / window_s / 1e6
+            ));
+        }
+        log(&format!(
+            "accounting: tasks {tasks_cpu_s:.3} s + idle {idle_s:.3} s over {cpus} x \
+             {window_s:.3} s: ratio {ratio:.4}"
+        ));
+        Ok((window_s, groups, accounting))
+    }
+
+    /// SIGTERM to every live member, SIGKILL to those that do not exit in time.
+    fn stop_all(&mut self) {
+        for m in &self.members {
+            if m.exit.is_none() {
+                let _ = sys::kill(m.pid, libc::SIGTERM);
+            }
+        }
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            for m in &mut self.members {
+                if m.exit.is_none() {
+                    if let Ok(Some(st)) = m.child.try_wait() {
+                        m.exit = Some(st);
+                    }
+                }
+            }
+            if self.members.iter().all(|m| m.exit.is_some()) || Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for m in &mut self.members {
+            match m.exit {
+                None => {
+                    self.problems.push(format!(
+                        "{} did not stop within {} s; killed",
+                        m.label,
+                        STOP_TIMEOUT.as_secs()
+                    ));
+                    let _ = m.child.kill();
+                    m.exit = m.child.wait().ok();
+                    m.failed = true;
+                }
+                Some(st) if !st.success() && !m.failed => {
+                    // Exit status 3 is a bad exit: its message comes from the status area.
+                    if st.code() != Some(crate::vmm::EXIT_BAD_EXIT) {
+                        self.problems
+                            .push(format!("{} ended with {}", m.label, status_text(st)));
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        // Collect bad exits reported while stopping.
+        for m in &mut self.members {
+            let msgs = m.status.messages();
+            for msg in msgs.iter().skip(m.messages_seen) {
+                self.problems.push(format!("{}: {msg}", m.label));
+            }
+            m.messages_seen = msgs.len();
+            if m.status.bad_exits() > 0 && msgs.is_empty() {
+                self.problems.push(format!(
+                    "{}: {} bad exits (messages lost)",
+                    m.label,
+                    m.status.bad_exits()
+                ));
+            }
+            if m.exit.and_then(|s| s.code()) == Some(crate::vmm::EXIT_BAD_EXIT)
+                && m.status.bad_exits() == 0
+            {
+                self.problems
+                    .push(format!("{} reported bad exits but recorded none", m.label));
+            }
+        }
+    }
+
+    fn cleanup(&mut self) {
+        for m in &self.members {
+            let _ = fs::remove_file(&m.state_path);
+        }
+        let _ = fs::remove_dir(&self.dir);
+        for cg in &self.cgroups {
+            if let Err(e) = fs::remove_dir(cg) {
+                log(&format!("cannot remove {cg}: {e}"));
+            }
+        }
+    }
+}

@@ -1,0 +1,294 @@
+// SPDX-License-Identifier: GPL-2.0
+//! `vmfair-run vmm`: a tiny KVM VMM. One memory slot, K vCPUs each in its own thread, 64-bit
+//! guest code that counts loop iterations into a per-vCPU counter in guest RAM. Guest RAM is a
+//! shared file so the runner reads the counters directly.
+//!
+//! Every return from `KVM_RUN` is checked: for a `busy` guest the only acceptable one is
+//! EINTR/`KVM_EXIT_INTR` (the VMM kicks its vCPUs that way to stop). Anything else is reported
+//! on stderr and in the status area, the vCPU stops, and the VMM exits with status 3.
+
+use crate::kvm::{Exit, Kvm, Regs, Segment, Sregs, Vcpu};
+use crate::layout::*;
+use crate::status::{map_state_file, Status};
+use crate::sys;
+use crate::Opts;
+use std::os::unix::thread::JoinHandleExt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Guest load of a VMM.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum GuestLoad {
+    Busy,
+    /// HLT between PIT ticks, `burst_us` of work per tick (idle and bursty).
+    Ticking,
+}
+
+/// Exit status when a vCPU saw a bad exit.
+pub const EXIT_BAD_EXIT: i32 = 3;
+
+/// `busy`: `inc qword [rbx]; jmp .-5`
+const BUSY_CODE: [u8; 5] = [0x48, 0xff, 0x03, 0xeb, 0xfb];
+
+const CR0_PE: u64 = 1;
+const CR0_MP: u64 = 1 << 1;
+const CR0_ET: u64 = 1 << 4;
+const CR0_NE: u64 = 1 << 5;
+const CR0_WP: u64 = 1 << 16;
+const CR0_AM: u64 = 1 << 18;
+const CR0_PG: u64 = 1 << 31;
+const CR4_PAE: u64 = 1 << 5;
+const EFER_LME: u64 = 1 << 8;
+const EFER_LMA: u64 = 1 << 10;
+
+/// Writes page tables (identity map of the first 2 MiB), GDT and code into guest RAM.
+fn build_guest(mem: &sys::SharedMem, load: GuestLoad, tick: Option<(u32, u32)>) {
+    mem.write_bytes(0, &vec![0u8; GUEST_MEM_SIZE]);
+    let q = |gpa: u64, v: u64| mem.write_bytes(gpa as usize, &v.to_le_bytes());
+    q(PML4_GPA, PDPT_GPA | 3);
+    q(PDPT_GPA, PD_GPA | 3);
+    q(PD_GPA, 0x83); // present, writable, 2 MiB page at 0
+    q(GDT_GPA + 8, 0x00af_9b00_0000_ffff); // 64-bit code, DPL 0
+    q(GDT_GPA + 16, 0x00cf_9300_0000_ffff); // data
+    match load {
+        GuestLoad::Busy => mem.write_bytes(CODE_GPA as usize, &BUSY_CODE),
+        GuestLoad::Ticking => {
+            let (hz, burst_us) = tick.expect("tick parameters");
+            crate::idle::build(mem, hz, burst_us);
+        }
+    }
+}
+
+fn long_mode_sregs(mut s: Sregs, idt_limit: u16) -> Sregs {
+    let code = Segment {
+        base: 0,
+        limit: 0xffff_ffff,
+        selector: 8,
+        type_: 11,
+        present: 1,
+        dpl: 0,
+        db: 0,
+        s: 1,
+        l: 1,
+        g: 1,
+        avl: 0,
+        unusable: 0,
+        padding: 0,
+    };
+    let data = Segment {
+        selector: 16,
+        type_: 3,
+        db: 1,
+        l: 0,
+        ..code
+    };
+    s.cs = code;
+    s.ds = data;
+    s.es = data;
+    s.fs = data;
+    s.gs = data;
+    s.ss = data;
+    s.tr = Segment {
+        base: 0,
+        limit: 0x67,
+        selector: 0x18,
+        type_: 11,
+        present: 1,
+        s: 0,
+        l: 0,
+        g: 0,
+        ..code
+    };
+    s.gdt.base = GDT_GPA;
+    s.gdt.limit = 8 * 4 - 1;
+    s.idt.base = IDT_GPA;
+    s.idt.limit = idt_limit;
+    s.cr3 = PML4_GPA;
+    s.cr4 = CR4_PAE;
+    s.cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_AM | CR0_PG;
+    s.efer = EFER_LME | EFER_LMA;
+    s
+}
+
+fn vcpu_loop(vcpu: Vcpu, i: usize, name: &str, status: &Status) {
+    status.set_vcpu(i, 0, u64::from(sys::gettid()));
+    status.set_vcpu(i, 1, STATE_RUNNING);
+    let mut exits = 0u64;
+    while !sys::stop_requested() {
+        let exit = vcpu.run();
+        exits += 1;
+        status.set_vcpu(i, 2, exits);
+        let what = match exit {
+            Exit::Interrupted => continue,
+            Exit::Errno(e) => format!("KVM_RUN failed: {}", std::io::Error::from_raw_os_error(e)),
+            Exit::Reason(_, desc) => desc,
+        };
+        let rip = vcpu
+            .regs()
+            .map(|r| format!("{:#x}", r.rip))
+            .unwrap_or_else(|e| format!("? ({e})"));
+        status.set_vcpu(i, 1, STATE_FAILED);
+        status.report_error(
+            &format!("vm {name}"),
+            &format!("vcpu {i}: bad exit {what} at rip {rip}"),
+        );
+        return;
+    }
+    status.set_vcpu(i, 1, STATE_STOPPED);
+}
+
+/// Spins, publishing the iteration count every 4096 iterations, until stopped.
+pub fn busy_loop(counter: &std::sync::atomic::AtomicU64) {
+    let mut n = counter.load(Ordering::Relaxed);
+    while !sys::stop_requested() {
+        for _ in 0..4096 {
+            n = std::hint::black_box(n.wrapping_add(1));
+        }
+        counter.store(n, Ordering::Relaxed);
+    }
+}
+
+/// Runs the VMM; returns the exit status.
+pub fn main(opts: &Opts) -> Result<i32, String> {
+    let name = opts.get("name").unwrap_or("vm").to_string();
+    let vcpus: usize = opts.num("vcpus", 1)?;
+    let io_threads: usize = opts.num("io-threads", 0)?;
+    let nice: i32 = opts.num("nice", 0)?;
+    if vcpus == 0 || vcpus > MAX_THREADS || io_threads > MAX_THREADS {
+        return Err(format!(
+            "--vcpus must be 1..={MAX_THREADS}, --io-threads 0..={MAX_THREADS}"
+        ));
+    }
+    let load = match opts.get("load").unwrap_or("busy") {
+        "busy" => GuestLoad::Busy,
+        "idle" | "bursty" => return Err("load idle/bursty not implemented yet".into()),
+        "bench" => return Err("load bench not implemented yet".into()),
+        other => return Err(format!("unknown load {other:?}")),
+    };
+    let tick = if load == GuestLoad::Ticking {
+        let hz: u32 = opts.num("tick-hz", 250)?;
+        let burst: u32 = opts.num("burst-us", 50)?;
+        if hz == 0 || u64::from(hz) * u64::from(burst) >= 1_000_000 {
+            return Err("--tick-hz must be > 0 and --burst-us shorter than a tick".into());
+        }
+        Some((hz, burst))
+    } else {
+        None
+    };
+
+    // Before any thread exists, so every thread inherits it.
+    if nice != 0 {
+        sys::set_nice(nice).map_err(|e| format!("setpriority({nice}): {e}"))?;
+    }
+    sys::install_stop_handlers().map_err(|e| format!("sigaction: {e}"))?;
+
+    let pid = std::process::id();
+    let (path, temp) = match opts.get("mem-file") {
+        Some(p) => (p.to_string(), false),
+        None => (format!("/tmp/vmfair-vmm-{pid}.mem"), true),
+    };
+    let (_file, mem) = map_state_file(&path, GUEST_MEM_SIZE + STATUS_SIZE, true)
+        .map_err(|e| format!("state file: {e}"))?;
+    if temp {
+        let _ = std::fs::remove_file(&path);
+    }
+    let mem = Arc::new(mem);
+    let status = Arc::new(Status::new(mem.clone(), GUEST_MEM_SIZE));
+    status.init(pid, vcpus, io_threads);
+
+    let setup = || -> Result<Vec<Vcpu>, String> {
+        build_guest(&mem, load, tick);
+        let kvm = Kvm::open().map_err(|e| e.to_string())?;
+        let vm = kvm.create_vm().map_err(|e| format!("KVM_CREATE_VM: {e}"))?;
+        let _ = vm.set_tss_addr(0xfffb_d000);
+        vm.set_memory(0, GUEST_MEM_SIZE as u64, mem.host_addr())
+            .map_err(|e| format!("KVM_SET_USER_MEMORY_REGION: {e}"))?;
+        if load == GuestLoad::Ticking {
+            vm.create_irqchip()
+                .map_err(|e| format!("KVM_CREATE_IRQCHIP: {e}"))?;
+            vm.create_pit2()
+                .map_err(|e| format!("KVM_CREATE_PIT2: {e}"))?;
+        }
+        let idt_limit = if load == GuestLoad::Ticking {
+            16 * 256 - 1
+        } else {
+            0
+        };
+        let mut out = Vec::new();
+        for i in 0..vcpus {
+            let v = vm
+                .create_vcpu(i as u32)
+                .map_err(|e| format!("KVM_CREATE_VCPU {i}: {e}"))?;
+            let s = v.sregs().map_err(|e| format!("KVM_GET_SREGS: {e}"))?;
+            v.set_sregs(&long_mode_sregs(s, idt_limit))
+                .map_err(|e| format!("KVM_SET_SREGS: {e}"))?;
+            let regs = Regs {
+                rip: CODE_GPA,
+                rflags: 2,
+                rbx: counter_gpa(i),
+                rsi: ticks_gpa(i),
+                rsp: STACKS_GPA + STACK_SIZE * (i as u64 + 1),
+                ..Regs::default()
+            };
+            v.set_regs(&regs)
+                .map_err(|e| format!("KVM_SET_REGS: {e}"))?;
+            out.push(v);
+        }
+        // The VM fd may close now: each vCPU fd holds a reference to the VM.
+        drop(vm);
+        Ok(out)
+    };
+    let vcpu_fds = match setup() {
+        Ok(v) => v,
+        Err(e) => {
+            status.set_state(STATE_FAILED);
+            status.report_error(&format!("vm {name}"), &format!("setup failed: {e}"));
+            return Ok(1);
+        }
+    };
+
+    let mut vcpu_threads = Vec::new();
+    for (i, vcpu) in vcpu_fds.into_iter().enumerate() {
+        let run = vcpu.run_area();
+        let st = status.clone();
+        let n = name.clone();
+        let h = std::thread::Builder::new()
+            .name(format!("vcpu{i}"))
+            .spawn(move || vcpu_loop(vcpu, i, &n, &st))
+            .map_err(|e| format!("spawn vcpu thread: {e}"))?;
+        vcpu_threads.push((h, run));
+    }
+    let mut io = Vec::new();
+    for j in 0..io_threads {
+        let st = status.clone();
+        let h = std::thread::Builder::new()
+            .name(format!("io{j}"))
+            .spawn(move || busy_loop(st.busy_counter(j)))
+            .map_err(|e| format!("spawn io thread: {e}"))?;
+        io.push(h);
+    }
+    status.set_state(STATE_RUNNING);
+    eprintln!("vmfair-run: vm {name}: pid {pid}, {vcpus} vCPUs, {io_threads} io threads running");
+
+    while !sys::stop_requested() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for (h, run) in &vcpu_threads {
+        run.request_immediate_exit();
+        sys::kick_thread(h.as_pthread_t());
+    }
+    for (h, _) in vcpu_threads {
+        let _ = h.join();
+    }
+    for h in io {
+        let _ = h.join();
+    }
+    if status.bad_exits() > 0 {
+        status.set_state(STATE_FAILED);
+        Ok(EXIT_BAD_EXIT)
+    } else {
+        status.set_state(STATE_STOPPED);
+        Ok(0)
+    }
+}
