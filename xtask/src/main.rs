@@ -1,0 +1,147 @@
+//! `cargo xtask`: vmfair's orchestration. The top-level Makefile is a thin
+//! front door over these commands.
+
+mod guest;
+mod kbuild;
+mod kunit;
+mod qemu;
+mod scenario;
+mod selftest;
+mod source;
+mod toolchain;
+mod util;
+
+use anyhow::{bail, Result};
+use std::path::{Path, PathBuf};
+use util::{info, phase, Ctx};
+
+const USAGE: &str = "usage: cargo xtask <command>
+  toolchain          check and install the build toolchain
+  source             fetch, verify and extract the kernel source
+  patch              apply patches/series to the source tree
+  config             generate and check the kernel config
+  kernel             build bzImage (incremental)
+  module             build the kernel, then the vmfair module
+  initramfs          build everything the guest needs
+  boot [STEP…]       boot the guest with a plan (default: info kunit)
+  scenario FILE…     run scenarios in the guest, write results/<name>.json
+  test               the full test suite; ends with 'N passed, N failed'
+  demo               the main job: boot, load vmfair, run a two-VM scenario
+  check              rustfmt, clippy, checkpatch.pl";
+
+fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// Build everything a boot needs: kernel, module, guest programs, initramfs.
+pub fn build_all(ctx: &Ctx) -> Result<(kbuild::Built, PathBuf)> {
+    let inputs = kbuild::Inputs::project(ctx)?;
+    let built = kbuild::kernel(ctx, &inputs)?;
+    let stage = kbuild::module(ctx, &built)?;
+    let bins = guest::programs(ctx)?;
+    let base = guest::base_initramfs(ctx, &built, &stage, &bins)?;
+    Ok((built, base))
+}
+
+fn real_main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = args.first() else {
+        bail!("{USAGE}");
+    };
+    let rest = &args[1..];
+    let ctx = Ctx::new()?;
+    let t0 = std::time::Instant::now();
+    match cmd.as_str() {
+        "toolchain" => toolchain::ensure(&ctx)?,
+        "source" => source::ensure(&ctx)?,
+        "patch" => {
+            toolchain::ensure(&ctx)?;
+            source::ensure(&ctx)?;
+            kbuild::patch(&ctx, &kbuild::Inputs::project(&ctx)?)?
+        }
+        "config" => {
+            toolchain::ensure(&ctx)?;
+            source::ensure(&ctx)?;
+            let inputs = kbuild::Inputs::project(&ctx)?;
+            kbuild::patch(&ctx, &inputs)?;
+            let dir = ctx.cache.join("build").join(inputs.key()?);
+            kbuild::configure(&ctx, &inputs, &dir)?;
+        }
+        "kernel" => {
+            let b = kbuild::kernel(&ctx, &kbuild::Inputs::project(&ctx)?)?;
+            info(&format!("{} ({})", b.bzimage.display(), b.release));
+        }
+        "module" => {
+            let b = kbuild::kernel(&ctx, &kbuild::Inputs::project(&ctx)?)?;
+            kbuild::module(&ctx, &b)?;
+        }
+        "initramfs" => {
+            let (_, base) = build_all(&ctx)?;
+            info(&format!("{}", base.display()));
+        }
+        "boot" => {
+            let (built, base) = build_all(&ctx)?;
+            let plan: Vec<String> = if rest.is_empty() {
+                vec!["info".into(), "kunit".into(), "dmesg".into()]
+            } else {
+                rest.iter().map(|s| s.replace(':', " ")).collect()
+            };
+            let out = qemu::Boot {
+                name: "boot".into(),
+                built: &built,
+                base_cpio: &base,
+                cpus: 2,
+                mem_mib: 2048,
+                plan,
+                files: vec![],
+                timeout: std::time::Duration::from_secs(300),
+                silence: std::time::Duration::from_secs(120),
+            }
+            .run(&ctx)?;
+            for b in &out.blocks {
+                println!("--- {} {} rc={:?}", b.kind, b.name, b.rc);
+                if b.kind != "dmesg" && b.kind != "kunit" {
+                    print!("{}", b.payload);
+                }
+            }
+            println!("{}", out.verdict());
+            if !out.ok() {
+                bail!("the guest run failed");
+            }
+        }
+        "scenario" => {
+            let files: Vec<PathBuf> = rest.iter().map(PathBuf::from).collect();
+            scenario::cmd(&ctx, &files)?
+        }
+        "test" => {
+            let failed = selftest::run(&ctx)?;
+            if failed > 0 {
+                std::process::exit(1);
+            }
+        }
+        "demo" => demo(&ctx)?,
+        "check" => {
+            let failed = selftest::check(&ctx)?;
+            if failed > 0 {
+                bail!("{failed} check(s) failed");
+            }
+        }
+        "-h" | "--help" | "help" => println!("{USAGE}"),
+        other => bail!("unknown command `{other}`\n{USAGE}"),
+    }
+    phase(&format!("{cmd} finished in {}s", t0.elapsed().as_secs()));
+    Ok(())
+}
+
+/// The main job, until the study's experiment exists: boot, load the
+/// module, run the two-VM demo scenario and print its table.
+fn demo(ctx: &Ctx) -> Result<()> {
+    let file = ctx.root.join("qemu-test/scenarios/demo-two-vms.toml");
+    scenario::cmd(ctx, &[file])?;
+    let out: &Path = &ctx.results();
+    info(&format!("results in {}", out.display()));
+    Ok(())
+}

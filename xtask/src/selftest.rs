@@ -1,0 +1,538 @@
+//! `make test`: host unit tests, toolchain, kernel + module build, the
+//! pipeline's own failure paths, KUnit in the guest, module loading, and
+//! scenario smoke tests with real KVM VMs. Every check is counted; the last
+//! line is `N passed, N failed`.
+
+use crate::kbuild::{self, Built, Inputs};
+use crate::qemu::{self, Boot};
+use crate::scenario;
+use crate::util::{self, info, phase, Ctx};
+use crate::{guest, kunit, toolchain};
+use anyhow::Result;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// How many times a scenario test is run before an invalid (corrupted
+/// test bed) result counts as a failure; see ARCHITECTURE.md §5.
+const SCENARIO_TRIES: u32 = 3;
+
+#[derive(Default)]
+struct Tally {
+    passed: u32,
+    failed: u32,
+    failures: Vec<String>,
+}
+
+impl Tally {
+    fn check(&mut self, name: &str, ok: bool, detail: &str) {
+        if ok {
+            self.passed += 1;
+            println!("ok     {name}");
+        } else {
+            self.failed += 1;
+            println!("FAILED {name}: {detail}");
+            self.failures.push(format!("{name}: {detail}"));
+        }
+    }
+    fn result<T>(&mut self, name: &str, r: &Result<T>) -> bool {
+        match r {
+            Ok(_) => self.check(name, true, ""),
+            Err(e) => self.check(name, false, &format!("{e:#}")),
+        }
+        r.is_ok()
+    }
+}
+
+/// Run `cargo test` for the host crates, counting each test.
+fn host_tests(ctx: &Ctx, t: &mut Tally) {
+    phase("host unit tests (cargo test --workspace)");
+    let out = Command::new("cargo")
+        .current_dir(&ctx.root)
+        .args([
+            "test",
+            "--workspace",
+            "--release",
+            "--locked",
+            "--",
+            "--test-threads=2",
+        ])
+        .output();
+    let Ok(out) = out else {
+        t.check("host: cargo test", false, "cannot run cargo");
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut seen = 0;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("test ") {
+            if let Some((name, status)) = rest.rsplit_once(" ... ") {
+                match status.trim() {
+                    "ok" => t.check(&format!("host: {name}"), true, ""),
+                    "FAILED" => t.check(&format!("host: {name}"), false, "see cargo test output"),
+                    _ => continue,
+                }
+                seen += 1;
+            }
+        }
+    }
+    if !out.status.success() || seen == 0 {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = err.lines().rev().take(20).collect();
+        t.check(
+            "host: cargo test ran",
+            false,
+            &format!(
+                "status {}, {seen} tests seen; stderr tail:\n{}",
+                out.status,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ),
+        );
+    }
+}
+
+/// A patch that cannot apply must stop the build naming it, and leave the
+/// work tree alone.
+fn broken_patch(ctx: &Ctx, t: &mut Tally) {
+    let name = "9999-vmfair-selftest-broken.patch";
+    let r = (|| -> Result<String> {
+        let tmp = ctx.cache.join("selftest/patches");
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp)?;
+        let project = Inputs::project(ctx)?;
+        let mut series = String::new();
+        for p in project.series()? {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            std::fs::copy(&p, tmp.join(&n))?;
+            series.push_str(&n);
+            series.push('\n');
+        }
+        series.push_str(name);
+        series.push('\n');
+        util::write(&tmp.join("series"), series)?;
+        util::write(
+            &tmp.join(name),
+            "From: vmfair selftest <vmfair@localhost>\nSubject: [PATCH] selftest: a hunk that cannot apply\n\n---\n\
+             diff --git a/Makefile b/Makefile\n--- a/Makefile\n+++ b/Makefile\n@@ -1,3 +1,3 @@\n\
+              this line is not in the kernel's Makefile\n-VERSION = 99\n+VERSION = 100\n \
+             neither is this one\n",
+        )?;
+        let head_before = util::output(
+            Command::new("git")
+                .current_dir(ctx.src())
+                .args(["rev-parse", "HEAD"]),
+        )?;
+        let inputs = Inputs {
+            patches: tmp,
+            fragments: project.fragments,
+        };
+        let res = kbuild::series_commit(ctx, &inputs);
+        let head_after = util::output(
+            Command::new("git")
+                .current_dir(ctx.src())
+                .args(["rev-parse", "HEAD"]),
+        )?;
+        if head_before != head_after {
+            anyhow::bail!("the failed series moved the work tree");
+        }
+        match res {
+            Ok(_) => anyhow::bail!("a broken patch applied"),
+            Err(e) => Ok(format!("{e:#}")),
+        }
+    })();
+    match r {
+        Ok(msg) => t.check(
+            "pipeline: a broken patch stops the build naming it",
+            msg.contains(name),
+            &format!("error did not name the patch: {msg}"),
+        ),
+        Err(e) => t.check(
+            "pipeline: a broken patch stops the build naming it",
+            false,
+            &format!("{e:#}"),
+        ),
+    }
+}
+
+/// An option olddefconfig drops must fail the config step naming it.
+fn dropped_option(ctx: &Ctx, t: &mut Tally) {
+    let name =
+        "pipeline: a fragment option that olddefconfig drops fails the config step naming it";
+    let r = (|| -> Result<String> {
+        let mut inputs = Inputs::project(ctx)?;
+        let frag = ctx.cache.join("selftest/impossible.config");
+        // SCHED_CLASS_EXT needs BPF_SYSCALL, BPF_JIT and DEBUG_INFO_BTF,
+        // none of which the fragments enable: olddefconfig drops it.
+        util::write(&frag, "CONFIG_SCHED_CLASS_EXT=y\n")?;
+        inputs.fragments.push(frag);
+        let dir = ctx.cache.join("selftest/config-build");
+        let _ = std::fs::remove_dir_all(&dir);
+        let res = kbuild::configure(ctx, &inputs, &dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        match res {
+            Ok(_) => anyhow::bail!("the config step accepted a dropped option"),
+            Err(e) => Ok(format!("{e:#}")),
+        }
+    })();
+    match r {
+        Ok(msg) => t.check(name, msg.contains("CONFIG_SCHED_CLASS_EXT"), &msg),
+        Err(e) => t.check(name, false, &format!("{e:#}")),
+    }
+}
+
+fn smoke_scenarios(ctx: &Ctx) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(ctx.root.join("qemu-test/scenarios"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("smoke-") && n.ends_with(".toml"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The guest boot: info, KUnit, modprobe/rmmod, dmesg.
+fn guest_boot(ctx: &Ctx, built: &Built, base: &Path, t: &mut Tally) {
+    let boot = Boot {
+        name: "test-guest".into(),
+        built,
+        base_cpio: base,
+        cpus: 2,
+        mem_mib: 2048,
+        plan: ["info", "kunit", "modcheck", "dmesg"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        files: vec![],
+        timeout: Duration::from_secs(300),
+        silence: Duration::from_secs(120),
+    };
+    let out = match boot.run(ctx) {
+        Ok(o) => o,
+        Err(e) => {
+            t.check(
+                "guest: boots and finishes its plan",
+                false,
+                &format!("{e:#}"),
+            );
+            return;
+        }
+    };
+    t.check(
+        "guest: boots and finishes its plan",
+        out.done.is_some(),
+        &out.verdict(),
+    );
+    let info_block = out
+        .block("info", "guest")
+        .map(|b| b.payload.clone())
+        .unwrap_or_default();
+    t.check(
+        "guest: /dev/kvm exists",
+        info_block.lines().any(|l| l == "dev_kvm=yes"),
+        &info_block,
+    );
+    t.check(
+        "guest: kvm_amd is loaded",
+        info_block.lines().any(|l| l == "kvm_amd=loaded"),
+        &info_block,
+    );
+    match out.block("kunit", "vmfair") {
+        None => t.check(
+            "kunit: vmfair suites ran",
+            false,
+            "no KUnit record from the guest",
+        ),
+        Some(b) => {
+            t.check(
+                "kunit: modprobe vmfair",
+                b.rc == Some(0),
+                &format!("rc={:?}", b.rc),
+            );
+            match kunit::parse(ctx, &b.payload) {
+                Ok(cases) => {
+                    for c in cases {
+                        t.check(
+                            &format!("kunit: {}", c.name),
+                            c.status == "PASS" || c.status == "SKIP",
+                            &c.status,
+                        );
+                    }
+                }
+                Err(e) => t.check("kunit: vmfair suites ran", false, &format!("{e:#}")),
+            }
+        }
+    }
+    match out.block("modcheck", "vmfair") {
+        None => t.check("guest: modprobe/rmmod vmfair", false, "no record"),
+        Some(b) => t.check("guest: modprobe/rmmod vmfair", b.rc == Some(0), &b.payload),
+    }
+    let dmesg = out
+        .block("dmesg", "all")
+        .map(|b| b.payload.clone())
+        .unwrap_or_default();
+    let warns = qemu::kernel_warnings(&dmesg);
+    t.check(
+        "guest: no kernel warnings",
+        !dmesg.is_empty() && warns.is_empty(),
+        &if dmesg.is_empty() {
+            "no dmesg record".to_string()
+        } else {
+            warns.join("\n")
+        },
+    );
+}
+
+/// Scenario smoke tests: every VM and host group got CPU and did work.
+fn scenario_smoke(ctx: &Ctx, built: &Built, base: &Path, t: &mut Tally) {
+    for file in smoke_scenarios(ctx) {
+        let meta = match scenario::meta(&file) {
+            Ok(m) => m,
+            Err(e) => {
+                t.check(
+                    &format!("scenario: {}", file.display()),
+                    false,
+                    &format!("{e:#}"),
+                );
+                continue;
+            }
+        };
+        let test = format!(
+            "scenario: {} (every group gets CPU and does work)",
+            meta.name
+        );
+        let out_dir = ctx.cache.join("selftest/results");
+        let mut last = String::new();
+        let mut ok = false;
+        for attempt in 1..=SCENARIO_TRIES {
+            let r = scenario::run_many(
+                ctx,
+                built,
+                base,
+                std::slice::from_ref(&meta),
+                &out_dir,
+                &format!("test-{}", meta.name),
+            );
+            let (ran, out) = match r {
+                Ok(x) => x,
+                Err(e) => {
+                    last = format!("{e:#}");
+                    continue;
+                }
+            };
+            let Some(r) = ran.into_iter().next() else {
+                continue;
+            };
+            let Some(v) = r.json else {
+                last = format!("{}; {}", r.error.unwrap_or_default(), out.verdict());
+                info(&format!("attempt {attempt}: {last}"));
+                continue;
+            };
+            scenario::print_table(&meta.name, &v);
+            // The result must parse with the contract's own types.
+            if let Err(e) = vmfair_scenario::ScenarioResult::from_json_str(&v.to_string()) {
+                last = format!("result does not follow the contract: {e}");
+                break;
+            }
+            if !v["valid"].as_bool().unwrap_or(false) {
+                last = format!("invalid run (test bed): {}", v["problems"]);
+                info(&format!("attempt {attempt}: {last}; rerunning"));
+                continue;
+            }
+            let groups = v["groups"].as_array().cloned().unwrap_or_default();
+            let bad: Vec<String> = groups
+                .iter()
+                .filter(|g| {
+                    !(g["cpu_s"].as_f64().unwrap_or(0.0) > 0.0
+                        && g["work"].as_f64().unwrap_or(0.0) > 0.0)
+                })
+                .map(|g| {
+                    format!(
+                        "{}#{} cpu_s={} work={}",
+                        g["name"], g["instance"], g["cpu_s"], g["work"]
+                    )
+                })
+                .collect();
+            let expected: u32 = meta.vms;
+            let vms = groups.iter().filter(|g| g["kind"] == "vm").count() as u32;
+            if vms != expected {
+                last = format!("{vms} VM results, expected {expected}");
+            } else if !bad.is_empty() {
+                last = format!("groups without CPU or work: {}", bad.join(", "));
+            } else {
+                ok = true;
+            }
+            break;
+        }
+        t.check(&test, ok, &last);
+    }
+}
+
+/// A guest that panics must fail the run within the timeout and show it.
+fn panic_run(ctx: &Ctx, built: &Built, base: &Path, t: &mut Tally) {
+    let name = "pipeline: a guest panic fails the run within the timeout and shows the panic";
+    let timeout = Duration::from_secs(120);
+    let boot = Boot {
+        name: "test-panic".into(),
+        built,
+        base_cpio: base,
+        cpus: 1,
+        mem_mib: 512,
+        plan: vec!["panic".into()],
+        files: vec![],
+        timeout,
+        silence: Duration::from_secs(60),
+    };
+    match boot.run(ctx) {
+        Err(e) => t.check(name, false, &format!("{e:#}")),
+        Ok(out) => {
+            let v = out.verdict();
+            let ok = out.done.is_none()
+                && out.killed.is_none()
+                && out.elapsed < timeout
+                && v.contains("Kernel panic");
+            t.check(name, ok, &v);
+        }
+    }
+}
+
+/// Run a command as one check; its output is the failure detail.
+fn command_check(t: &mut Tally, name: &str, cmd: &mut Command) {
+    match cmd.output() {
+        Ok(o) => {
+            let mut detail = String::from_utf8_lossy(&o.stdout).into_owned();
+            detail.push_str(&String::from_utf8_lossy(&o.stderr));
+            let detail: String = detail.chars().take(3000).collect();
+            t.check(name, o.status.success(), &detail);
+        }
+        Err(e) => t.check(name, false, &format!("cannot run: {e}")),
+    }
+}
+
+/// rustfmt, clippy and checkpatch.pl.
+fn checks(ctx: &Ctx, t: &mut Tally) {
+    phase("style checks");
+    command_check(
+        t,
+        "style: cargo fmt --check (host crates)",
+        Command::new("cargo")
+            .current_dir(&ctx.root)
+            .args(["fmt", "--all", "--", "--check"]),
+    );
+    let kmod: Vec<PathBuf> = std::fs::read_dir(ctx.root.join("rust/vmfair"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !kmod.is_empty() {
+        command_check(
+            t,
+            "style: rustfmt --check rust/vmfair (module)",
+            Command::new("rustfmt")
+                .args(["--check", "--edition", "2021"])
+                .args(&kmod),
+        );
+    }
+    command_check(
+        t,
+        "style: cargo clippy -D warnings (host crates)",
+        Command::new("cargo").current_dir(&ctx.root).args([
+            "clippy",
+            "--workspace",
+            "--release",
+            "--locked",
+            "--quiet",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    );
+    let patches: Vec<PathBuf> = Inputs::project(ctx)
+        .and_then(|i| i.series())
+        .unwrap_or_default();
+    let cp = ctx.src().join("scripts/checkpatch.pl");
+    if !patches.is_empty() && cp.exists() {
+        command_check(
+            t,
+            "style: checkpatch.pl --strict patches/",
+            Command::new("perl")
+                .arg(&cp)
+                .args(["--no-tree", "--terse", "--show-types", "--strict"])
+                .args(&patches),
+        );
+    }
+}
+
+pub fn check(ctx: &Ctx) -> Result<u32> {
+    let mut t = Tally::default();
+    checks(ctx, &mut t);
+    println!("{} passed, {} failed", t.passed, t.failed);
+    Ok(t.failed)
+}
+
+/// The whole suite; returns the number of failed checks.
+pub fn run(ctx: &Ctx) -> Result<u32> {
+    let t0 = Instant::now();
+    let mut t = Tally::default();
+    host_tests(ctx, &mut t);
+    let tc = toolchain::ensure(ctx);
+    t.result("toolchain: packages, Rust source, libclang, bindgen", &tc);
+    let inputs = Inputs::project(ctx);
+    let built = match (tc, inputs) {
+        (Ok(()), Ok(inputs)) => kbuild::kernel(ctx, &inputs),
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    };
+    t.result(
+        "kernel: series applies, config checks out, bzImage builds",
+        &built,
+    );
+    let guest_ready = built.as_ref().ok().map(|b| {
+        let stage = kbuild::module(ctx, b);
+        t.result(
+            "module: vmfair.ko builds and installs with depmod data",
+            &stage,
+        );
+        let bins = guest::programs(ctx);
+        t.result("guest programs: static vmfair-run builds", &bins);
+        match (stage, bins) {
+            (Ok(stage), Ok(bins)) => {
+                let base = guest::base_initramfs(ctx, b, &stage, &bins);
+                t.result("initramfs builds", &base);
+                base.ok()
+            }
+            _ => None,
+        }
+    });
+    if built.is_ok() {
+        broken_patch(ctx, &mut t);
+        dropped_option(ctx, &mut t);
+    }
+    checks(ctx, &mut t);
+    match (built.as_ref().ok(), guest_ready.flatten()) {
+        (Some(b), Some(base)) => {
+            guest_boot(ctx, b, &base, &mut t);
+            scenario_smoke(ctx, b, &base, &mut t);
+            panic_run(ctx, b, &base, &mut t);
+        }
+        _ => t.check("guest tests", false, "not run: the build failed"),
+    }
+    println!();
+    if !t.failures.is_empty() {
+        println!("failures:");
+        for f in &t.failures {
+            println!("  {}", f.lines().next().unwrap_or(""));
+        }
+    }
+    println!("wall time: {}s", t0.elapsed().as_secs());
+    println!("{} passed, {} failed", t.passed, t.failed);
+    Ok(t.failed)
+}
