@@ -1,0 +1,42 @@
+# vmfair: the front door. Every target is a thin wrapper over `cargo xtask`
+# (xtask/), which does the work and shows progress for the long phases.
+#
+#   make demo       the main job: build, boot, load vmfair, run the demo scenario
+#   make test       the full test suite, ending with "N passed, N failed"
+#   make kernel     patched, Rust-enabled Linux 7.3 (incremental)
+#   make module     the out-of-tree Rust module rust/vmfair
+#   make kunit      boot and run the module's KUnit suites
+#   make scenario SCENARIO=qemu-test/scenarios/x.toml
+#   make check      rustfmt, clippy, checkpatch.pl
+#
+# Build cache: $VMFAIR_CACHE (default ~/.cache/vmfair).
+
+CARGO ?= cargo
+XTASK = $(CARGO) xtask
+SCENARIO ?=
+
+.PHONY: all demo test kernel module kunit scenario check toolchain source patch config initramfs clean
+
+all: demo
+
+demo:
+	$(XTASK) demo
+
+test:
+	$(XTASK) test
+
+toolchain source patch config kernel module initramfs:
+	$(XTASK) $@
+
+kunit:
+	$(XTASK) boot info kunit dmesg
+
+scenario:
+	@test -n "$(SCENARIO)" || { echo "usage: make scenario SCENARIO=path/to/file.toml" >&2; exit 2; }
+	$(XTASK) scenario $(SCENARIO)
+
+check:
+	$(XTASK) check
+
+clean:
+	rm -rf target results
