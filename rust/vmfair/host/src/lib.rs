@@ -1,0 +1,216 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Host build of vmfair's policy code.
+//!
+//! The kernel module `vmfair` and this crate compile the same file, `rust/vmfair/policy.rs`: the
+//! module to turn weights into scheduler shares, this crate so that host tools (the test pipeline)
+//! can compute what each VM is entitled to and judge scenario results against it, and so that
+//! `cargo test` checks the policy without booting a kernel.
+//!
+//! The kernel cannot use floating point, so the shared code counts CPU in micro-CPUs;
+//! [`entitlement`] is the floating point front end for host code.
+
+#[path = "../../policy.rs"]
+#[allow(dead_code)]
+mod policy;
+
+pub use policy::{
+    effective_weight, entitlement_ucpu, parse_share_mode, parse_u32, parse_weight,
+    validate_slice_us, validate_weight, vm_shares, weight_to_shares, ParseError, ShareMode,
+    ShareSlots, MAX_SHARES, MIN_SHARES, NICE_0_SHARES, SLICE_US_MAX, SLICE_US_MIN, UCPU,
+    WEIGHT_DEFAULT, WEIGHT_MAX, WEIGHT_MIN,
+};
+
+/// Test case tables shared with the module's KUnit suites.
+pub mod cases {
+    pub use super::policy::{
+        check_entitlement_case, check_misc, check_shares_case, check_weight_parse_case,
+        EntitlementCase, SharesCase, WeightParseCase, ENTITLEMENT_CASES, SHARES_CASES,
+        WEIGHT_PARSE_CASES,
+    };
+}
+
+/// `[f64]` storage for [`entitlement_ucpu`]: micro-CPU amounts are integers below 2^63 and the
+/// ones met here are far below 2^53, so they survive the round trip through `f64` exactly.
+struct F64Slots<'a>(&'a mut [f64]);
+
+impl ShareSlots for F64Slots<'_> {
+    fn slots(&self) -> usize {
+        self.0.len()
+    }
+    fn load(&self, i: usize) -> u64 {
+        self.0[i] as u64
+    }
+    fn store(&mut self, i: usize, v: u64) {
+        self.0[i] = v as f64;
+    }
+}
+
+/// Weighted max-min fair entitlement of `cpus` CPUs among VMs, in CPUs.
+///
+/// `vms[i]` is `(weight, busy_threads)` for VM `i`: `weight` is the weight it competes with
+/// (the per-VM weight, or [`effective_weight`] of it under [`ShareMode::PerVcpu`]), and
+/// `busy_threads` the number of its threads that would run all the time (vCPUs and I/O threads
+/// alike), which caps the VM at that many CPUs. `out[i]` receives VM `i`'s entitlement: CPU is
+/// shared in proportion to weight, no VM gets more than its cap, and what a capped VM cannot
+/// use goes to the others by weight. VMs with weight 0 or no busy thread get 0.
+///
+/// Only `min(vms.len(), out.len())` VMs are considered. Resolution is one micro-CPU; negative or
+/// non-finite `cpus` count as 0. Does not allocate.
+///
+/// ```
+/// let mut out = [0.0; 2];
+/// vmfair_policy::entitlement(2.0, &[(100, 1), (100, 4)], &mut out);
+/// assert_eq!(out, [1.0, 1.0]);
+/// ```
+pub fn entitlement(cpus: f64, vms: &[(u32, u32)], out: &mut [f64]) {
+    let cpus_ucpu = if cpus.is_finite() && cpus > 0.0 {
+        (cpus * UCPU as f64).round() as u64
+    } else {
+        0
+    };
+    let n = vms.len().min(out.len());
+    // The shared code takes 64-bit weights; convert in chunks to stay allocation-free.
+    const CHUNK: usize = 64;
+    if n <= CHUNK {
+        let mut wide = [(0u64, 0u32); CHUNK];
+        for (d, &(w, b)) in wide.iter_mut().zip(vms) {
+            *d = (u64::from(w), b);
+        }
+        entitlement_ucpu(cpus_ucpu, &wide[..n], &mut F64Slots(&mut out[..n]));
+    } else {
+        entitlement_wide(cpus_ucpu, &vms[..n], &mut out[..n]);
+    }
+    for v in &mut out[..n] {
+        *v /= UCPU as f64;
+    }
+}
+
+/// Same water filling for more VMs than fit in a stack buffer, on `u32` weights directly.
+fn entitlement_wide(cpus_ucpu: u64, vms: &[(u32, u32)], out: &mut [f64]) {
+    const UNSETTLED: f64 = -1.0;
+    for (o, &(w, b)) in out.iter_mut().zip(vms) {
+        *o = if w == 0 || b == 0 { 0.0 } else { UNSETTLED };
+    }
+    let mut remaining = cpus_ucpu as f64;
+    loop {
+        let total: f64 = vms
+            .iter()
+            .zip(out.iter())
+            .filter(|(_, o)| **o == UNSETTLED)
+            .map(|(v, _)| f64::from(v.0))
+            .sum();
+        if total == 0.0 {
+            return;
+        }
+        let mut capped = false;
+        for (o, &(w, b)) in out.iter_mut().zip(vms) {
+            let cap = f64::from(b) * UCPU as f64;
+            if *o == UNSETTLED && remaining * f64::from(w) >= cap * total {
+                *o = cap;
+                remaining -= cap;
+                capped = true;
+            }
+        }
+        if !capped {
+            for (o, &(w, _)) in out.iter_mut().zip(vms) {
+                if *o == UNSETTLED {
+                    *o = (remaining * f64::from(w) / total).floor();
+                }
+            }
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cases::*;
+    use super::*;
+
+    #[test]
+    fn entitlement_cases() {
+        for c in ENTITLEMENT_CASES {
+            assert_eq!(check_entitlement_case(c), Ok(()), "case: {}", c.name);
+        }
+    }
+
+    #[test]
+    fn weight_parse_cases() {
+        for c in WEIGHT_PARSE_CASES {
+            assert!(
+                check_weight_parse_case(c),
+                "input {:?}: got {:?}, want {:?}",
+                String::from_utf8_lossy(c.input),
+                parse_weight(c.input),
+                c.expect
+            );
+        }
+    }
+
+    #[test]
+    fn shares_cases() {
+        for c in SHARES_CASES {
+            assert!(
+                check_shares_case(c),
+                "{:?} w={} v={}",
+                c.mode,
+                c.weight,
+                c.vcpus
+            );
+        }
+    }
+
+    #[test]
+    fn misc_checks() {
+        assert_eq!(check_misc(), Ok(()));
+    }
+
+    #[test]
+    fn float_front_end_matches_table() {
+        for c in ENTITLEMENT_CASES {
+            let vms: Vec<(u32, u32)> = c.vms.iter().map(|&(w, b)| (w as u32, b)).collect();
+            let mut out = vec![0.0; vms.len()];
+            entitlement(c.cpus_ucpu as f64 / UCPU as f64, &vms, &mut out);
+            for (got, want) in out.iter().zip(c.expect) {
+                assert!(
+                    (got - *want as f64 / UCPU as f64).abs() < 1e-9,
+                    "case {}",
+                    c.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn wide_path_agrees_with_narrow() {
+        // 100 VMs: busy threads 1..=100, weights cycling; compare the f64 fallback with a
+        // sum/cap sanity check and with the narrow path on the first 64.
+        let vms: Vec<(u32, u32)> = (0..100).map(|i| (1 + (i % 7) * 50, 1 + i % 3)).collect();
+        let mut out = vec![0.0; vms.len()];
+        entitlement(16.0, &vms, &mut out);
+        let sum: f64 = out.iter().sum();
+        assert!(sum <= 16.0 + 1e-9 && sum > 16.0 - 1e-3, "sum {sum}");
+        for (o, v) in out.iter().zip(&vms) {
+            assert!(*o <= f64::from(v.1) + 1e-12);
+        }
+        let mut narrow = vec![0.0; 64];
+        entitlement(16.0, &vms[..64], &mut narrow);
+        let mut wide = vec![0.0; 64];
+        entitlement_wide(16_000_000, &vms[..64], &mut wide);
+        for (a, b) in narrow.iter().zip(&wide) {
+            assert!((a - b / UCPU as f64).abs() < 2e-6, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn degenerate_inputs() {
+        let mut out = [7.0; 2];
+        entitlement(f64::NAN, &[(100, 1), (100, 1)], &mut out);
+        assert_eq!(out, [0.0, 0.0]);
+        let mut out = [7.0; 1];
+        entitlement(2.0, &[(100, 1), (100, 1)], &mut out);
+        assert_eq!(out, [1.0]);
+        assert_eq!(effective_weight(ShareMode::PerVcpu, 100, 3), 300);
+    }
+}
