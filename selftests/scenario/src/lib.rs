@@ -21,7 +21,8 @@
 //!
 //! `guest_cpus` 1..=64, `duration_s` in (0, 3600], `warmup_s` in [0, 600], `count` 1..=64,
 //! `vcpus` 1..=64, `threads` 1..=64, `weight` 1..=10000 (cgroup v2 `cpu.weight` scale),
-//! `nice` -20..=19, `io_threads` 0..=64, `tick_hz` 1..=10000, `burst_us` 0..(1e6 / `tick_hz`).
+//! `nice` -20..=19, `io_threads` 0..=64, `tick_hz` 19..=10000 (the PIT's 16-bit divisor),
+//! `burst_us` 0..(1e6 / `tick_hz`).
 //! Names are 1..=32 characters of `[A-Za-z0-9_-]`, unique over all `[[vm]]` and `[[host]]`
 //! entries (they become cgroup and file names). Sysctl keys are dotted names of
 //! `[A-Za-z0-9_-]` components; values are strings or integers.
@@ -313,7 +314,13 @@ impl Scenario {
                 0,
                 64,
             );
-            check_range(&mut errs, &format!("{what}: tick_hz"), vm.tick_hz, 1, 10000);
+            check_range(
+                &mut errs,
+                &format!("{what}: tick_hz"),
+                vm.tick_hz,
+                19,
+                10000,
+            );
             if vm.tick_hz > 0 && u64::from(vm.burst_us) * u64::from(vm.tick_hz) >= 1_000_000 {
                 errs.push(format!(
                     "{what}: burst_us = {} must be shorter than one tick (1e6 / tick_hz = {} us)",

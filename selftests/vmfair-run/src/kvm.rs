@@ -22,6 +22,12 @@ const fn ior(nr: libc::c_ulong, size: usize) -> libc::c_ulong {
 const KVM_GET_API_VERSION: libc::c_ulong = io_(0x00);
 const KVM_CREATE_VM: libc::c_ulong = io_(0x01);
 const KVM_GET_VCPU_MMAP_SIZE: libc::c_ulong = io_(0x04);
+const KVM_GET_SUPPORTED_CPUID: libc::c_ulong = (3 << 30) | (8 << 16) | (KVMIO << 8) | 0x05;
+const KVM_SET_CPUID2: libc::c_ulong = iow(0x90, 8);
+/// u32 words per `struct kvm_cpuid_entry2`.
+const CPUID_ENTRY_WORDS: usize = 10;
+/// Room for this many CPUID entries.
+const CPUID_MAX_ENTRIES: usize = 256;
 const KVM_CREATE_VCPU: libc::c_ulong = io_(0x41);
 const KVM_SET_USER_MEMORY_REGION: libc::c_ulong =
     iow(0x46, std::mem::size_of::<UserMemoryRegion>());
@@ -29,6 +35,8 @@ const KVM_SET_TSS_ADDR: libc::c_ulong = io_(0x47);
 const KVM_CREATE_IRQCHIP: libc::c_ulong = io_(0x60);
 const KVM_CREATE_PIT2: libc::c_ulong = iow(0x77, std::mem::size_of::<PitConfig>());
 const KVM_RUN: libc::c_ulong = io_(0x80);
+const KVM_GET_TSC_KHZ: libc::c_ulong = io_(0xa3);
+const KVM_SET_MP_STATE: libc::c_ulong = iow(0x99, 4);
 const KVM_GET_REGS: libc::c_ulong = ior(0x81, std::mem::size_of::<Regs>());
 const KVM_SET_REGS: libc::c_ulong = iow(0x82, std::mem::size_of::<Regs>());
 const KVM_GET_SREGS: libc::c_ulong = ior(0x83, std::mem::size_of::<Sregs>());
@@ -170,6 +178,22 @@ impl Kvm {
         Ok(Kvm { fd })
     }
 
+    /// `KVM_GET_SUPPORTED_CPUID`: a `struct kvm_cpuid2` (as u32 words) to give to vCPUs.
+    pub fn supported_cpuid(&self) -> io::Result<Cpuid> {
+        let mut buf = vec![0u32; 2 + CPUID_ENTRY_WORDS * CPUID_MAX_ENTRIES];
+        buf[0] = CPUID_MAX_ENTRIES as u32;
+        // SAFETY: buf is a struct kvm_cpuid2 with room for buf[0] entries; KVM writes at most
+        // that many and updates buf[0].
+        check(unsafe {
+            libc::ioctl(
+                self.fd.as_raw_fd(),
+                KVM_GET_SUPPORTED_CPUID,
+                buf.as_mut_ptr(),
+            )
+        })?;
+        Ok(Cpuid(buf))
+    }
+
     /// `KVM_CREATE_VM` (default machine type).
     pub fn create_vm(&self) -> io::Result<Vm> {
         // SAFETY: ioctl with an integer argument on a valid fd; the result is a new fd.
@@ -182,6 +206,9 @@ impl Kvm {
         })
     }
 }
+
+/// A `struct kvm_cpuid2` with its entries, as u32 words.
+pub struct Cpuid(Vec<u32>);
 
 /// A VM fd.
 pub struct Vm {
@@ -401,6 +428,32 @@ impl Vcpu {
     /// A handle to kick this vCPU from another thread.
     pub fn run_area(&self) -> Arc<RunArea> {
         self.run.clone()
+    }
+
+    /// `KVM_SET_MP_STATE` to RUNNABLE: with an in-kernel irqchip, vCPUs other than 0 start
+    /// waiting for INIT/SIPI; this starts them directly at the registers set.
+    pub fn set_runnable(&self) -> io::Result<()> {
+        let state: u32 = 0; // KVM_MP_STATE_RUNNABLE
+                            // SAFETY: the argument points to a u32 (struct kvm_mp_state) that outlives the call.
+        check(unsafe { libc::ioctl(self.fd.as_raw_fd(), KVM_SET_MP_STATE, &state) })?;
+        Ok(())
+    }
+
+    /// `KVM_SET_CPUID2`: without it KVM treats every CPUID-dependent bit as reserved (some
+    /// kernels then refuse CR4.PAE, so long mode) and offers no periodic LAPIC timer.
+    pub fn set_cpuid(&self, cpuid: &Cpuid) -> io::Result<()> {
+        assert!(cpuid.0.len() >= 2 + CPUID_ENTRY_WORDS * cpuid.0[0] as usize);
+        // SAFETY: the argument is a struct kvm_cpuid2 whose nent entries are all in the buffer
+        // (checked above), alive for the call.
+        check(unsafe { libc::ioctl(self.fd.as_raw_fd(), KVM_SET_CPUID2, cpuid.0.as_ptr()) })?;
+        Ok(())
+    }
+
+    /// `KVM_GET_TSC_KHZ`: the guest TSC frequency.
+    pub fn tsc_khz(&self) -> io::Result<u64> {
+        // SAFETY: ioctl without argument on a valid fd.
+        let khz = check(unsafe { libc::ioctl(self.fd.as_raw_fd(), KVM_GET_TSC_KHZ, 0) })?;
+        Ok(khz as u64)
     }
 
     /// `KVM_GET_REGS`

@@ -5,27 +5,20 @@
 //! the status area alone. Both sides map it `MAP_SHARED`; every field is an aligned u64 read and
 //! written atomically, so the runner reads counters and health with no IPC.
 //!
-//! Guest physical memory (one slot at 0, identity mapped by one 2 MiB page):
+//! Guest physical memory (one slot at 0; the guest runs without paging, see `guest.rs`):
 //!
 //! | gpa | what |
 //! | --- | --- |
 //! | 0x1000 | code |
-//! | 0x2000, 0x3000, 0x4000 | PML4, PDPT, PD |
 //! | 0x5000 | GDT |
 //! | 0x6000 | IDT |
-//! | 0x7000 + 64 * i | vCPU i: counter (u64), then tick count (u64) |
+//! | 0x7000 + 64 * i | vCPU i's block: loop counter (u64), tick counter (u64), timer count (u32), burst cycles (u32) |
 //! | 0x8000 .. 0x10000 | stacks, 512 bytes per vCPU |
 
 /// Bytes of guest RAM.
 pub const GUEST_MEM_SIZE: usize = 0x10000;
 /// Guest code.
 pub const CODE_GPA: u64 = 0x1000;
-/// Page tables.
-pub const PML4_GPA: u64 = 0x2000;
-/// Page directory pointer table.
-pub const PDPT_GPA: u64 = 0x3000;
-/// Page directory (one 2 MiB page).
-pub const PD_GPA: u64 = 0x4000;
 /// GDT.
 pub const GDT_GPA: u64 = 0x5000;
 /// IDT.

@@ -14,8 +14,8 @@
 //! `vmm` and `host` are the processes the runner starts; they run until SIGTERM, SIGINT or
 //! SIGUSR1 and exit 0, or 3 (vmm) when a vCPU saw a bad exit, 1 on a setup error.
 
+mod guest;
 mod host;
-mod idle;
 mod kvm;
 mod layout;
 mod procfs;

@@ -118,6 +118,13 @@ pub fn online_cpus() -> Result<u32, String> {
     parse_cpu_list(&text).ok_or_else(|| format!("cannot parse CPU list {text:?}"))
 }
 
+/// Current clocksource, e.g. `tsc`.
+pub fn clocksource() -> String {
+    fs::read_to_string("/sys/devices/system/clocksource/clocksource0/current_clocksource")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 /// Kernel release (`uname -r`).
 pub fn kernel_release() -> String {
     fs::read_to_string("/proc/sys/kernel/osrelease")

@@ -13,11 +13,10 @@
 use crate::layout::*;
 use crate::procfs::{self, TaskStat};
 use crate::status::{map_state_file, Status};
-use crate::sys::{self, ChildSetup};
+use crate::sys::{self, ChildSetup, Proc, ProcExit};
 use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vmfair_scenario::{Accounting, GroupKind, GroupResult, Load, Policy, Scenario, ScenarioResult};
@@ -65,11 +64,11 @@ struct Member {
     weight: u32,
     nice: i32,
     ticking: bool,
-    child: Child,
+    child: Proc,
     pid: u32,
     status: Status,
     state_path: String,
-    exit: Option<ExitStatus>,
+    exit: Option<ProcExit>,
     /// A problem about this member was already reported: don't pile on.
     failed: bool,
     last_work: Vec<u64>,
@@ -138,6 +137,17 @@ fn write_file(path: &str, value: &str) -> Result<(), String> {
     fs::write(path, value).map_err(|e| format!("write {value:?} to {path}: {e}"))
 }
 
+/// `modprobe vmfair`, with modprobe found on PATH.
+fn modprobe_argv() -> Vec<String> {
+    let path = std::env::var("PATH").unwrap_or_else(|_| "/sbin:/bin:/usr/sbin:/usr/bin".into());
+    let exe = path
+        .split(':')
+        .map(|d| format!("{d}/modprobe"))
+        .find(|p| Path::new(p).exists())
+        .unwrap_or_else(|| "/sbin/modprobe".into());
+    vec![exe, "vmfair".into()]
+}
+
 fn setup_policy(scn: &Scenario) -> Result<(), String> {
     let autogroup = Path::new(AUTOGROUP_SYSCTL).exists();
     match scn.policy {
@@ -175,10 +185,8 @@ fn setup_policy(scn: &Scenario) -> Result<(), String> {
         Policy::Vmfair => {
             if !Path::new("/sys/module/vmfair").exists() {
                 log("modprobe vmfair");
-                let st = Command::new("modprobe")
-                    .arg("vmfair")
-                    .stdout(Stdio::null())
-                    .status()
+                let st = sys::spawn(&modprobe_argv(), ChildSetup::default())
+                    .and_then(|mut p| p.wait())
                     .map_err(|e| format!("cannot run modprobe: {e}"))?;
                 if !st.success() {
                     return Err(format!("modprobe vmfair failed: {st}"));
@@ -199,14 +207,8 @@ fn run_file(path: &str) -> Result<ScenarioResult, String> {
     let scn = Scenario::from_toml_str(&text)?;
     for vm in &scn.vm {
         match vm.load {
-            Load::Busy => {}
+            Load::Busy | Load::Idle | Load::Bursty => {}
             Load::Bench => return Err(format!("vm {}: load bench not implemented yet", vm.name)),
-            Load::Idle | Load::Bursty => {
-                return Err(format!(
-                    "vm {}: load {} not implemented yet",
-                    vm.name, vm.load
-                ))
-            }
         }
     }
     if !scn.vm.is_empty() && !Path::new("/dev/kvm").exists() {
@@ -225,6 +227,13 @@ fn run_file(path: &str) -> Result<ScenarioResult, String> {
         scn.warmup_s,
         scn.duration_s
     ));
+    let clocksource = procfs::clocksource();
+    if !clocksource.starts_with("tsc") {
+        log(&format!(
+            "warning: clocksource is {clocksource:?}, not tsc: if the kernel could not calibrate \
+             the TSC (no HPET/ACPI PM timer; boot with tsc_early_khz=), KVM cannot run vCPUs"
+        ));
+    }
     setup_policy(&scn)?;
 
     let dir = format!("/tmp/vmfair-run.{}", std::process::id());
@@ -266,18 +275,10 @@ fn run_file(path: &str) -> Result<ScenarioResult, String> {
     })
 }
 
-fn status_text(st: ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (st.code(), st.signal()) {
-        (Some(c), _) => format!("exit status {c}"),
-        (None, Some(s)) => format!("signal {s}"),
-        _ => format!("{st}"),
-    }
-}
-
 impl Run {
     fn spawn_all(&mut self, scn: &Scenario) -> Result<(), String> {
         let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+        let exe = exe.to_string_lossy().into_owned();
         let new_session = scn.policy == Policy::Autogroup;
         for vm in &scn.vm {
             for i in 0..vm.count {
@@ -295,20 +296,30 @@ impl Run {
                     write_file(&format!("{cg}/cpu.weight"), &vm.weight.to_string())?;
                     cgroup_procs = Some(format!("{cg}/cgroup.procs"));
                 }
-                let mut cmd = Command::new(&exe);
-                cmd.arg("vmm")
-                    .args(["--name", &format!("{}#{i}", vm.name)])
-                    .args(["--vcpus", &vm.vcpus.to_string()])
-                    .args(["--load", vm.load.as_str()])
-                    .args(["--io-threads", &vm.io_threads.to_string()])
-                    .args(["--nice", &vm.nice.to_string()])
-                    .args(["--mem-file", &state_path])
-                    .args(["--tick-hz", &vm.tick_hz.to_string()])
-                    .args(["--burst-us", &vm.burst_us.to_string()])
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null());
+                let argv: Vec<String> = [
+                    exe.as_str(),
+                    "vmm",
+                    "--name",
+                    &format!("{}#{i}", vm.name),
+                    "--vcpus",
+                    &vm.vcpus.to_string(),
+                    "--load",
+                    vm.load.as_str(),
+                    "--io-threads",
+                    &vm.io_threads.to_string(),
+                    "--nice",
+                    &vm.nice.to_string(),
+                    "--mem-file",
+                    &state_path,
+                    "--tick-hz",
+                    &vm.tick_hz.to_string(),
+                    "--burst-us",
+                    &vm.burst_us.to_string(),
+                ]
+                .map(String::from)
+                .into();
                 let child = sys::spawn(
-                    &mut cmd,
+                    &argv,
                     ChildSetup {
                         new_session,
                         cgroup_procs,
@@ -343,16 +354,22 @@ impl Run {
                 let state_path = format!("{}/host-{}-{i}.mem", self.dir, h.name);
                 let (_f, mem) = map_state_file(&state_path, STATUS_SIZE, false)
                     .map_err(|e| format!("{label}: state file: {e}"))?;
-                let mut cmd = Command::new(&exe);
-                cmd.arg("host")
-                    .args(["--name", &format!("{}#{i}", h.name)])
-                    .args(["--threads", &h.threads.to_string()])
-                    .args(["--nice", &h.nice.to_string()])
-                    .args(["--mem-file", &state_path])
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null());
+                let argv: Vec<String> = [
+                    exe.as_str(),
+                    "host",
+                    "--name",
+                    &format!("{}#{i}", h.name),
+                    "--threads",
+                    &h.threads.to_string(),
+                    "--nice",
+                    &h.nice.to_string(),
+                    "--mem-file",
+                    &state_path,
+                ]
+                .map(String::from)
+                .into();
                 let child = sys::spawn(
-                    &mut cmd,
+                    &argv,
                     ChildSetup {
                         new_session,
                         cgroup_procs: None,
@@ -398,7 +415,7 @@ impl Run {
                     m.exit = Some(st);
                     if !m.failed {
                         self.problems
-                            .push(format!("{} died early: {}", m.label, status_text(st)));
+                            .push(format!("{} died early: {}", m.label, st));
                         m.failed = true;
                     }
                 }
@@ -639,15 +656,14 @@ impl Run {
                         m.label,
                         STOP_TIMEOUT.as_secs()
                     ));
-                    let _ = m.child.kill();
+                    let _ = sys::kill(m.pid, libc::SIGKILL);
                     m.exit = m.child.wait().ok();
                     m.failed = true;
                 }
                 Some(st) if !st.success() && !m.failed => {
                     // Exit status 3 is a bad exit: its message comes from the status area.
-                    if st.code() != Some(crate::vmm::EXIT_BAD_EXIT) {
-                        self.problems
-                            .push(format!("{} ended with {}", m.label, status_text(st)));
+                    if st != ProcExit::Code(crate::vmm::EXIT_BAD_EXIT) {
+                        self.problems.push(format!("{} ended with {}", m.label, st));
                     }
                 }
                 Some(_) => {}
@@ -667,7 +683,7 @@ impl Run {
                     m.status.bad_exits()
                 ));
             }
-            if m.exit.and_then(|s| s.code()) == Some(crate::vmm::EXIT_BAD_EXIT)
+            if m.exit == Some(ProcExit::Code(crate::vmm::EXIT_BAD_EXIT))
                 && m.status.bad_exits() == 0
             {
                 self.problems

@@ -7,8 +7,6 @@ use std::ffi::CString;
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// A `MAP_SHARED` mapping of a whole file (guest RAM plus status area), shared between the VMM,
@@ -191,35 +189,180 @@ pub struct ChildSetup {
     pub cgroup_procs: Option<String>,
 }
 
-/// Spawns `cmd` after applying `setup` in the child, before exec (so before the program
-/// creates any thread).
-pub fn spawn(cmd: &mut Command, setup: ChildSetup) -> io::Result<Child> {
-    let procs = match setup.cgroup_procs {
-        Some(p) => Some(CString::new(p).map_err(io::Error::other)?),
-        None => None,
-    };
-    let new_session = setup.new_session;
-    // SAFETY: the closure runs between fork and exec and calls only async-signal-safe
-    // functions (setsid, open, write, close) on data allocated before the fork.
-    unsafe {
-        cmd.pre_exec(move || {
-            if new_session && libc::setsid() < 0 {
-                return Err(io::Error::last_os_error());
+/// How a child process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcExit {
+    /// Exited with this status.
+    Code(i32),
+    /// Killed by this signal.
+    Signal(i32),
+}
+
+impl ProcExit {
+    /// Exit status 0.
+    pub fn success(self) -> bool {
+        self == ProcExit::Code(0)
+    }
+}
+
+impl std::fmt::Display for ProcExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProcExit::Code(c) => write!(f, "exit status {c}"),
+            ProcExit::Signal(s) => write!(f, "signal {s}"),
+        }
+    }
+}
+
+/// A child process started by [`spawn`]. Not reaped on drop: the runner always waits.
+pub struct Proc {
+    pid: libc::pid_t,
+}
+
+fn cstr(s: &str) -> io::Result<CString> {
+    CString::new(s).map_err(io::Error::other)
+}
+
+/// Starts `argv[0]` (a path) with `argv`, stdin and stdout on /dev/null, stderr inherited,
+/// after applying `setup` in the child (before exec, so before the program creates any thread).
+///
+/// This is fork + exec by hand because std's `Command` needs `AF_UNIX` sockets, which a
+/// minimal guest kernel (no `CONFIG_NET`) lacks. An error in the child before or at exec comes
+/// back as the error of this call.
+pub fn spawn(argv: &[String], setup: ChildSetup) -> io::Result<Proc> {
+    let args: Vec<CString> = argv.iter().map(|a| cstr(a)).collect::<io::Result<_>>()?;
+    let mut ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    let devnull = cstr("/dev/null")?;
+    let procs = setup.cgroup_procs.as_deref().map(cstr).transpose()?;
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two fds into the array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let [rd, wr] = fds;
+    // SAFETY: the child only calls async-signal-safe functions (setsid, open, write, dup2,
+    // close, execv, _exit) on data prepared before the fork, then execs or exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: in the child, see above.
+        unsafe {
+            let fail = |wr: libc::c_int| -> ! {
+                let errno = *libc::__errno_location();
+                libc::write(wr, (&errno as *const libc::c_int).cast(), 4);
+                libc::_exit(127)
+            };
+            if setup.new_session && libc::setsid() < 0 {
+                fail(wr);
             }
             if let Some(path) = &procs {
-                let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-                if fd < 0 {
-                    return Err(io::Error::last_os_error());
+                let fd = libc::open(path.as_ptr(), libc::O_WRONLY);
+                if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    fail(wr);
                 }
-                let n = libc::write(fd, b"0".as_ptr().cast(), 1);
-                let err = io::Error::last_os_error();
                 libc::close(fd);
-                if n != 1 {
-                    return Err(err);
-                }
             }
-            Ok(())
-        })
+            let null = libc::open(devnull.as_ptr(), libc::O_RDWR);
+            if null < 0 || libc::dup2(null, 0) < 0 || libc::dup2(null, 1) < 0 {
+                fail(wr);
+            }
+            if null > 2 {
+                libc::close(null);
+            }
+            libc::execv(ptrs[0], ptrs.as_ptr());
+            fail(wr);
+        }
+    }
+    let fork_err = io::Error::last_os_error();
+    // SAFETY: closing our copy of the write end, which we own.
+    unsafe { libc::close(wr) };
+    if pid < 0 {
+        // SAFETY: closing the read end, which we own.
+        unsafe { libc::close(rd) };
+        return Err(fork_err);
+    }
+    let mut errno: libc::c_int = 0;
+    // SAFETY: reads at most 4 bytes into a c_int; EOF (0) means exec succeeded (CLOEXEC).
+    let n = loop {
+        let n = unsafe { libc::read(rd, (&mut errno as *mut libc::c_int).cast(), 4) };
+        if n >= 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            break n;
+        }
     };
-    cmd.spawn()
+    // SAFETY: closing the read end, which we own.
+    unsafe { libc::close(rd) };
+    let mut child = Proc { pid };
+    if n == 4 {
+        let _ = child.wait();
+        return Err(io::Error::from_raw_os_error(errno));
+    }
+    Ok(child)
+}
+
+impl Proc {
+    /// Process id.
+    pub fn id(&self) -> u32 {
+        self.pid as u32
+    }
+
+    fn wait_flags(&mut self, flags: libc::c_int) -> io::Result<Option<ProcExit>> {
+        let mut st: libc::c_int = 0;
+        // SAFETY: waitpid on our own child, writing its status into a local.
+        let rc = unsafe { libc::waitpid(self.pid, &mut st, flags) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if rc == 0 {
+            return Ok(None);
+        }
+        Ok(Some(if libc::WIFEXITED(st) {
+            ProcExit::Code(libc::WEXITSTATUS(st))
+        } else {
+            ProcExit::Signal(libc::WTERMSIG(st))
+        }))
+    }
+
+    /// Reaps the child if it has ended.
+    pub fn try_wait(&mut self) -> io::Result<Option<ProcExit>> {
+        self.wait_flags(libc::WNOHANG)
+    }
+
+    /// Waits for the child to end.
+    pub fn wait(&mut self) -> io::Result<ProcExit> {
+        loop {
+            match self.wait_flags(0) {
+                Ok(Some(e)) => return Ok(e),
+                Ok(None) => continue,
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn spawn_reports_exec_errors_and_exit_status() {
+        let e = spawn(&argv(&["/nonexistent/prog"]), ChildSetup::default()).err();
+        assert_eq!(e.map(|e| e.kind()), Some(io::ErrorKind::NotFound));
+        let mut p = spawn(&argv(&["/bin/sh", "-c", "exit 3"]), ChildSetup::default()).unwrap();
+        assert_eq!(p.wait().unwrap(), ProcExit::Code(3));
+        let mut p = spawn(
+            &argv(&["/bin/sh", "-c", "kill -9 $$"]),
+            ChildSetup::default(),
+        )
+        .unwrap();
+        assert_eq!(p.wait().unwrap(), ProcExit::Signal(9));
+        let mut p = spawn(&argv(&["/bin/sleep", "5"]), ChildSetup::default()).unwrap();
+        assert_eq!(p.try_wait().unwrap(), None);
+        kill(p.id(), libc::SIGTERM).unwrap();
+        assert_eq!(p.wait().unwrap(), ProcExit::Signal(libc::SIGTERM));
+    }
 }

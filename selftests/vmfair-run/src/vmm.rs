@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
-//! `vmfair-run vmm`: a tiny KVM VMM. One memory slot, K vCPUs each in its own thread, 64-bit
+//! `vmfair-run vmm`: a tiny KVM VMM. One memory slot, K vCPUs each in its own thread, 32-bit
 //! guest code that counts loop iterations into a per-vCPU counter in guest RAM. Guest RAM is a
-//! shared file so the runner reads the counters directly.
+//! shared file so the runner reads the counters directly. The guest programs are in `guest.rs`.
 //!
 //! Every return from `KVM_RUN` is checked: for a `busy` guest the only acceptable one is
 //! EINTR/`KVM_EXIT_INTR` (the VMM kicks its vCPUs that way to stop). Anything else is reported
 //! on stderr and in the status area, the vCPU stops, and the VMM exits with status 3.
 
+use crate::guest;
 use crate::kvm::{Exit, Kvm, Regs, Segment, Sregs, Vcpu};
 use crate::layout::*;
 use crate::status::{map_state_file, Status};
@@ -28,39 +29,12 @@ pub enum GuestLoad {
 /// Exit status when a vCPU saw a bad exit.
 pub const EXIT_BAD_EXIT: i32 = 3;
 
-/// `busy`: `inc qword [rbx]; jmp .-5`
-const BUSY_CODE: [u8; 5] = [0x48, 0xff, 0x03, 0xeb, 0xfb];
-
 const CR0_PE: u64 = 1;
-const CR0_MP: u64 = 1 << 1;
 const CR0_ET: u64 = 1 << 4;
 const CR0_NE: u64 = 1 << 5;
-const CR0_WP: u64 = 1 << 16;
-const CR0_AM: u64 = 1 << 18;
-const CR0_PG: u64 = 1 << 31;
-const CR4_PAE: u64 = 1 << 5;
-const EFER_LME: u64 = 1 << 8;
-const EFER_LMA: u64 = 1 << 10;
 
-/// Writes page tables (identity map of the first 2 MiB), GDT and code into guest RAM.
-fn build_guest(mem: &sys::SharedMem, load: GuestLoad, tick: Option<(u32, u32)>) {
-    mem.write_bytes(0, &vec![0u8; GUEST_MEM_SIZE]);
-    let q = |gpa: u64, v: u64| mem.write_bytes(gpa as usize, &v.to_le_bytes());
-    q(PML4_GPA, PDPT_GPA | 3);
-    q(PDPT_GPA, PD_GPA | 3);
-    q(PD_GPA, 0x83); // present, writable, 2 MiB page at 0
-    q(GDT_GPA + 8, 0x00af_9b00_0000_ffff); // 64-bit code, DPL 0
-    q(GDT_GPA + 16, 0x00cf_9300_0000_ffff); // data
-    match load {
-        GuestLoad::Busy => mem.write_bytes(CODE_GPA as usize, &BUSY_CODE),
-        GuestLoad::Ticking => {
-            let (hz, burst_us) = tick.expect("tick parameters");
-            crate::idle::build(mem, hz, burst_us);
-        }
-    }
-}
-
-fn long_mode_sregs(mut s: Sregs, idt_limit: u16) -> Sregs {
+/// Flat 32-bit protected mode without paging, GDT and IDT from `guest.rs`.
+fn protected_mode_sregs(mut s: Sregs, idt_limit: u16) -> Sregs {
     let code = Segment {
         base: 0,
         limit: 0xffff_ffff,
@@ -68,9 +42,9 @@ fn long_mode_sregs(mut s: Sregs, idt_limit: u16) -> Sregs {
         type_: 11,
         present: 1,
         dpl: 0,
-        db: 0,
+        db: 1,
         s: 1,
-        l: 1,
+        l: 0,
         g: 1,
         avl: 0,
         unusable: 0,
@@ -79,8 +53,6 @@ fn long_mode_sregs(mut s: Sregs, idt_limit: u16) -> Sregs {
     let data = Segment {
         selector: 16,
         type_: 3,
-        db: 1,
-        l: 0,
         ..code
     };
     s.cs = code;
@@ -90,13 +62,11 @@ fn long_mode_sregs(mut s: Sregs, idt_limit: u16) -> Sregs {
     s.gs = data;
     s.ss = data;
     s.tr = Segment {
-        base: 0,
         limit: 0x67,
         selector: 0x18,
         type_: 11,
-        present: 1,
         s: 0,
-        l: 0,
+        db: 0,
         g: 0,
         ..code
     };
@@ -104,10 +74,10 @@ fn long_mode_sregs(mut s: Sregs, idt_limit: u16) -> Sregs {
     s.gdt.limit = 8 * 4 - 1;
     s.idt.base = IDT_GPA;
     s.idt.limit = idt_limit;
-    s.cr3 = PML4_GPA;
-    s.cr4 = CR4_PAE;
-    s.cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_AM | CR0_PG;
-    s.efer = EFER_LME | EFER_LMA;
+    s.cr0 = CR0_PE | CR0_ET | CR0_NE;
+    s.cr3 = 0;
+    s.cr4 = 0;
+    s.efer = 0;
     s
 }
 
@@ -136,6 +106,14 @@ fn vcpu_loop(vcpu: Vcpu, i: usize, name: &str, status: &Status) {
         return;
     }
     status.set_vcpu(i, 1, STATE_STOPPED);
+    match (vcpu.regs(), vcpu.sregs()) {
+        (Ok(r), Ok(s)) => eprintln!(
+            "vmfair-run: vm {name} vcpu {i}: stopped after {exits} KVM_RUN returns at rip \
+             {:#x} rbx {:#x} rflags {:#x} cr0 {:#x} efer {:#x}",
+            r.rip, r.rbx, r.rflags, s.cr0, s.efer
+        ),
+        (Err(e), _) | (_, Err(e)) => eprintln!("vmfair-run: vm {name} vcpu {i}: stopped ({e})"),
+    }
 }
 
 /// Spins, publishing the iteration count every 4096 iterations, until stopped.
@@ -162,15 +140,15 @@ pub fn main(opts: &Opts) -> Result<i32, String> {
     }
     let load = match opts.get("load").unwrap_or("busy") {
         "busy" => GuestLoad::Busy,
-        "idle" | "bursty" => return Err("load idle/bursty not implemented yet".into()),
+        "idle" | "bursty" => GuestLoad::Ticking,
         "bench" => return Err("load bench not implemented yet".into()),
         other => return Err(format!("unknown load {other:?}")),
     };
     let tick = if load == GuestLoad::Ticking {
         let hz: u32 = opts.num("tick-hz", 250)?;
         let burst: u32 = opts.num("burst-us", 50)?;
-        if hz == 0 || u64::from(hz) * u64::from(burst) >= 1_000_000 {
-            return Err("--tick-hz must be > 0 and --burst-us shorter than a tick".into());
+        if !(19..=10000).contains(&hz) || u64::from(hz) * u64::from(burst) >= 1_000_000 {
+            return Err("--tick-hz must be 19..=10000 and --burst-us shorter than a tick".into());
         }
         Some((hz, burst))
     } else {
@@ -198,7 +176,8 @@ pub fn main(opts: &Opts) -> Result<i32, String> {
     status.init(pid, vcpus, io_threads);
 
     let setup = || -> Result<Vec<Vcpu>, String> {
-        build_guest(&mem, load, tick);
+        mem.write_bytes(0, &vec![0u8; GUEST_MEM_SIZE]);
+        guest::build(&mem, load == GuestLoad::Ticking);
         let kvm = Kvm::open().map_err(|e| e.to_string())?;
         let vm = kvm.create_vm().map_err(|e| format!("KVM_CREATE_VM: {e}"))?;
         let _ = vm.set_tss_addr(0xfffb_d000);
@@ -210,27 +189,36 @@ pub fn main(opts: &Opts) -> Result<i32, String> {
             vm.create_pit2()
                 .map_err(|e| format!("KVM_CREATE_PIT2: {e}"))?;
         }
-        let idt_limit = if load == GuestLoad::Ticking {
-            16 * 256 - 1
-        } else {
-            0
-        };
+        let idt_limit = guest::idt_limit(load == GuestLoad::Ticking);
+        let cpuid = kvm
+            .supported_cpuid()
+            .map_err(|e| format!("KVM_GET_SUPPORTED_CPUID: {e}"))?;
         let mut out = Vec::new();
         for i in 0..vcpus {
             let v = vm
                 .create_vcpu(i as u32)
                 .map_err(|e| format!("KVM_CREATE_VCPU {i}: {e}"))?;
+            v.set_cpuid(&cpuid)
+                .map_err(|e| format!("KVM_SET_CPUID2: {e}"))?;
             let s = v.sregs().map_err(|e| format!("KVM_GET_SREGS: {e}"))?;
-            v.set_sregs(&long_mode_sregs(s, idt_limit))
+            v.set_sregs(&protected_mode_sregs(s, idt_limit))
                 .map_err(|e| format!("KVM_SET_SREGS: {e}"))?;
             let regs = Regs {
                 rip: CODE_GPA,
                 rflags: 2,
                 rbx: counter_gpa(i),
-                rsi: ticks_gpa(i),
+                rdi: i as u64,
                 rsp: STACKS_GPA + STACK_SIZE * (i as u64 + 1),
                 ..Regs::default()
             };
+            if let Some((hz, burst_us)) = tick {
+                let khz = v.tsc_khz().map_err(|e| format!("KVM_GET_TSC_KHZ: {e}"))?;
+                guest::set_tick(&mem, i, hz, burst_us, khz);
+                if i > 0 {
+                    v.set_runnable()
+                        .map_err(|e| format!("KVM_SET_MP_STATE: {e}"))?;
+                }
+            }
             v.set_regs(&regs)
                 .map_err(|e| format!("KVM_SET_REGS: {e}"))?;
             out.push(v);

@@ -1,0 +1,268 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The L2 guest programs: 32-bit protected mode, flat segments, no paging (no guest page walk
+//! to go wrong in the nested set-up; §5 of ARCHITECTURE.md saw long-mode-free guests run).
+//!
+//! The code is assembled into this binary as data (never run on the host) and copied into guest
+//! RAM at `CODE_GPA`; it uses only relative jumps and calls and absolute guest addresses.
+//!
+//! At entry `ebx` points to the vCPU's block in guest RAM (see `layout.rs`):
+//! `[ebx]` u64 loop counter, `[ebx+8]` u64 tick counter, `[ebx+16]` u32 timer count,
+//! `[ebx+20]` u32 burst length in TSC cycles; `edi` is the vCPU index, `esp` its stack.
+//! Counters are 64-bit, kept as `add lo, 1; adc hi, 0`: a reader's 8-byte load can only tear
+//! in the one instruction between the two on a carry (once per 2^32 iterations), and the
+//! runner's "counters only grow" check would catch that.
+//!
+//! `busy`: count loop iterations forever; it never exits to the VMM.
+//!
+//! `idle`/`bursty`: halt between timer ticks and count loop iterations for the burst length
+//! per tick. vCPU 0 takes its tick from the in-kernel PIT (channel 0, mode 2) through the
+//! in-kernel PIC (IRQ 0 at vector 0x20, LAPIC LINT0 in ExtINT mode), as in §5's measurements;
+//! vCPUs 1.. use their in-kernel LAPIC timer (one-shot at vector 0x30, re-armed first thing in
+//! each tick, as a tickful guest with a one-shot clock event does), since the PIC only reaches
+//! vCPU 0. HLT, PIT, PIC and LAPIC are all handled inside KVM: a healthy guest never exits to
+//! the VMM.
+
+use crate::layout::*;
+use crate::sys::SharedMem;
+
+/// PIT input clock, Hz.
+pub const PIT_HZ: u64 = 1_193_182;
+/// KVM's LAPIC timer counts at 1 GHz (one bus cycle per ns) with divide-by-1.
+pub const LAPIC_TIMER_HZ: u64 = 1_000_000_000;
+/// Vector of the PIT tick (PIC IRQ 0).
+pub const PIC_VECTOR: usize = 0x20;
+/// Vector of the LAPIC timer tick.
+pub const APIC_VECTOR: usize = 0x30;
+/// Offset of the timer count in a vCPU block.
+pub const BLOCK_TIMER: u64 = 16;
+/// Offset of the burst length in a vCPU block.
+pub const BLOCK_BURST: u64 = 20;
+
+std::arch::global_asm!(
+    ".pushsection .rodata.vmfair_guest,\"a\"",
+    ".code32",
+    ".globl vmfair_busy_start",
+    ".globl vmfair_busy_end",
+    "vmfair_busy_start:",
+    ".Lvmfair_busy_loop:",
+    "    add dword ptr [ebx], 1",
+    "    adc dword ptr [ebx + 4], 0",
+    "    jmp .Lvmfair_busy_loop",
+    "vmfair_busy_end:",
+    ".globl vmfair_idle_start",
+    ".globl vmfair_idle_pic_handler",
+    ".globl vmfair_idle_apic_handler",
+    ".globl vmfair_idle_spurious",
+    ".globl vmfair_idle_end",
+    "vmfair_idle_start:",
+    // LAPIC software enable, spurious vector 0xff.
+    "    mov dword ptr [0xfee000f0], 0x1ff",
+    "    test edi, edi",
+    "    jnz .Lvmfair_ap",
+    // vCPU 0: LINT0 = ExtINT, unmasked; PIC remapped to 0x20, only IRQ 0 unmasked.
+    "    mov dword ptr [0xfee00350], 0x700",
+    "    mov al, 0x11",
+    "    out 0x20, al",
+    "    mov al, 0x20",
+    "    out 0x21, al",
+    "    mov al, 0x04",
+    "    out 0x21, al",
+    "    mov al, 0x01",
+    "    out 0x21, al",
+    "    mov al, 0xfe",
+    "    out 0x21, al",
+    "    mov al, 0xff",
+    "    out 0xa1, al",
+    // PIT channel 0, lobyte/hibyte, mode 2 (rate generator), divisor from the block.
+    "    mov al, 0x34",
+    "    out 0x43, al",
+    "    mov eax, dword ptr [ebx + 16]",
+    "    out 0x40, al",
+    "    mov al, ah",
+    "    out 0x40, al",
+    "    jmp .Lvmfair_idle",
+    ".Lvmfair_ap:",
+    // Other vCPUs: LAPIC timer divide by 1, one-shot, vector 0x30, count from the block.
+    "    mov dword ptr [0xfee003e0], 0xb",
+    "    mov dword ptr [0xfee00320], 0x30",
+    "    mov eax, dword ptr [ebx + 16]",
+    "    mov dword ptr [0xfee00380], eax",
+    ".Lvmfair_idle:",
+    "    sti",
+    "    hlt",
+    "    jmp .Lvmfair_idle",
+    "vmfair_idle_pic_handler:",
+    "    push eax",
+    "    push ecx",
+    "    push edx",
+    "    call .Lvmfair_burst",
+    "    mov al, 0x20",
+    "    out 0x20, al",
+    "    pop edx",
+    "    pop ecx",
+    "    pop eax",
+    "    iretd",
+    "vmfair_idle_apic_handler:",
+    "    push eax",
+    "    push ecx",
+    "    push edx",
+    "    mov eax, dword ptr [ebx + 16]",
+    "    mov dword ptr [0xfee00380], eax",
+    "    call .Lvmfair_burst",
+    "    mov dword ptr [0xfee000b0], 0",
+    "    pop edx",
+    "    pop ecx",
+    "    pop eax",
+    "    iretd",
+    "vmfair_idle_spurious:",
+    "    iretd",
+    // One tick: count it, then count loop iterations for [ebx + 20] TSC cycles.
+    ".Lvmfair_burst:",
+    "    add dword ptr [ebx + 8], 1",
+    "    adc dword ptr [ebx + 12], 0",
+    "    rdtsc",
+    "    mov ecx, eax",
+    ".Lvmfair_burst_loop:",
+    "    add dword ptr [ebx], 1",
+    "    adc dword ptr [ebx + 4], 0",
+    "    rdtsc",
+    "    sub eax, ecx",
+    "    cmp eax, dword ptr [ebx + 20]",
+    "    jb .Lvmfair_burst_loop",
+    "    ret",
+    "vmfair_idle_end:",
+    ".code64",
+    ".popsection",
+);
+
+extern "C" {
+    static vmfair_busy_start: u8;
+    static vmfair_busy_end: u8;
+    static vmfair_idle_start: u8;
+    static vmfair_idle_pic_handler: u8;
+    static vmfair_idle_apic_handler: u8;
+    static vmfair_idle_spurious: u8;
+    static vmfair_idle_end: u8;
+}
+
+/// An assembled guest program and the offsets of its interrupt handlers.
+struct Program {
+    bytes: &'static [u8],
+    pic_handler: usize,
+    apic_handler: usize,
+    spurious: usize,
+}
+
+fn busy_program() -> &'static [u8] {
+    // SAFETY: both symbols are labels of the global_asm! block above, in one section in this
+    // order, so start..end is one initialised, immutable byte range of the binary.
+    unsafe {
+        let start = std::ptr::addr_of!(vmfair_busy_start);
+        let end = std::ptr::addr_of!(vmfair_busy_end);
+        std::slice::from_raw_parts(start, end as usize - start as usize)
+    }
+}
+
+fn idle_program() -> Program {
+    // SAFETY: as in busy_program: labels of one section, start..end one immutable byte range.
+    unsafe {
+        let start = std::ptr::addr_of!(vmfair_idle_start);
+        let end = std::ptr::addr_of!(vmfair_idle_end);
+        let off = |p: *const u8| p as usize - start as usize;
+        Program {
+            bytes: std::slice::from_raw_parts(start, off(end)),
+            pic_handler: off(std::ptr::addr_of!(vmfair_idle_pic_handler)),
+            apic_handler: off(std::ptr::addr_of!(vmfair_idle_apic_handler)),
+            spurious: off(std::ptr::addr_of!(vmfair_idle_spurious)),
+        }
+    }
+}
+
+/// A 32-bit interrupt gate to `target` in code segment 8.
+fn idt_gate(target: u32) -> [u8; 8] {
+    let mut g = [0u8; 8];
+    g[0..2].copy_from_slice(&(target as u16).to_le_bytes());
+    g[2..4].copy_from_slice(&8u16.to_le_bytes());
+    g[5] = 0x8e; // present, DPL 0, 32-bit interrupt gate
+    g[6..8].copy_from_slice(&((target >> 16) as u16).to_le_bytes());
+    g
+}
+
+/// IDT limit for the load: 0 for busy (any interrupt or exception is a triple fault, which
+/// KVM reports as SHUTDOWN), 256 gates for the ticking loads.
+pub fn idt_limit(ticking: bool) -> u16 {
+    if ticking {
+        8 * 256 - 1
+    } else {
+        0
+    }
+}
+
+/// Writes the GDT, the program and (ticking loads) the IDT into zeroed guest RAM.
+pub fn build(mem: &SharedMem, ticking: bool) {
+    let q = |gpa: u64, v: u64| mem.write_bytes(gpa as usize, &v.to_le_bytes());
+    q(GDT_GPA + 8, 0x00cf_9b00_0000_ffff); // 32-bit code, DPL 0, 4 GiB
+    q(GDT_GPA + 16, 0x00cf_9300_0000_ffff); // data, 4 GiB
+    if !ticking {
+        mem.write_bytes(CODE_GPA as usize, busy_program());
+        return;
+    }
+    let p = idle_program();
+    mem.write_bytes(CODE_GPA as usize, p.bytes);
+    let gate = |vector: usize, off: usize| {
+        mem.write_bytes(
+            IDT_GPA as usize + 8 * vector,
+            &idt_gate(CODE_GPA as u32 + off as u32),
+        )
+    };
+    gate(PIC_VECTOR, p.pic_handler);
+    gate(APIC_VECTOR, p.apic_handler);
+    gate(PIC_VECTOR + 7, p.spurious); // PIC spurious IRQ 7
+    gate(0xff, p.spurious); // LAPIC spurious vector
+}
+
+/// Fills vCPU `i`'s block for a ticking load: the timer count (PIT divisor for vCPU 0, LAPIC
+/// timer count for the others) and the burst length in TSC cycles.
+pub fn set_tick(mem: &SharedMem, i: usize, hz: u32, burst_us: u32, tsc_khz: u64) {
+    let count = if i == 0 {
+        (PIT_HZ / u64::from(hz)).clamp(1, 0xffff)
+    } else {
+        LAPIC_TIMER_HZ / u64::from(hz)
+    };
+    let burst = (u64::from(burst_us) * tsc_khz / 1000).min(u64::from(u32::MAX));
+    let block = counter_gpa(i);
+    mem.write_bytes(
+        (block + BLOCK_TIMER) as usize,
+        &(count as u32).to_le_bytes(),
+    );
+    mem.write_bytes(
+        (block + BLOCK_BURST) as usize,
+        &(burst as u32).to_le_bytes(),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn programs_are_assembled() {
+        // add dword [ebx], 1; adc dword [ebx+4], 0; jmp back.
+        assert_eq!(
+            busy_program(),
+            &[0x83, 0x03, 0x01, 0x83, 0x53, 0x04, 0x00, 0xeb, 0xf7]
+        );
+        let p = idle_program();
+        assert!(p.bytes.len() > 50 && p.bytes.len() < 0x1000);
+        for off in [p.pic_handler, p.apic_handler, p.spurious] {
+            assert!(off > 0 && off < p.bytes.len());
+        }
+        assert_eq!(p.bytes[p.spurious], 0xcf); // iretd
+    }
+
+    #[test]
+    fn gates() {
+        let g = idt_gate(0x1234_5678);
+        assert_eq!(g, [0x78, 0x56, 0x08, 0x00, 0x00, 0x8e, 0x34, 0x12]);
+    }
+}
