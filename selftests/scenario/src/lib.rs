@@ -399,6 +399,10 @@ pub struct GroupResult {
     /// Addition: loop iterations of the VMM's io threads inside the window.
     #[serde(default)]
     pub io_work: u64,
+    /// Addition: CPU time inside the window of kernel threads working for this VM outside its
+    /// process (the in-kernel PIT's `kvm-pit/<pid>`), seconds. Not included in `cpu_s`.
+    #[serde(default)]
+    pub kthread_cpu_s: f64,
 }
 
 /// The accounting identity over the window: CPU time of all tasks plus idle time should be
@@ -611,6 +615,7 @@ load = "busy"
                 weight: 100,
                 nice: 0,
                 io_work: 0,
+                kthread_cpu_s: 0.01,
             }],
             valid: false,
             problems: vec!["vm a#0 vcpu 1: exit SHUTDOWN".into()],

@@ -44,7 +44,7 @@ pub fn main(opts: &Opts) -> Result<i32, String> {
         handles.push(h);
     }
     status.set_state(STATE_RUNNING);
-    eprintln!("vmfair-run: host {name}: pid {pid}, {threads} busy threads running");
+    say!("host {name}: pid {pid}, {threads} busy threads running");
     while !sys::stop_requested() {
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -14,6 +14,16 @@
 //! `vmm` and `host` are the processes the runner starts; they run until SIGTERM, SIGINT or
 //! SIGUSR1 and exit 0, or 3 (vmm) when a vCPU saw a bad exit, 1 on a setup error.
 
+/// Prints one line on stderr with a single write, so that lines of the runner and of its VMM
+/// and host processes, which share the console, do not interleave.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let line = format!("vmfair-run: {}\n", format_args!($($arg)*));
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    }};
+}
+
 mod guest;
 mod host;
 mod kvm;

@@ -87,6 +87,17 @@ pub fn delta(
     (run, wait)
 }
 
+/// `(pid, comm)` of every process (kernel threads are processes of their own).
+pub fn comms() -> Vec<(u32, String)> {
+    numeric_entries("/proc")
+        .into_iter()
+        .filter_map(|p| {
+            let comm = fs::read_to_string(format!("/proc/{p}/comm")).ok()?;
+            Some((p, comm.trim().to_string()))
+        })
+        .collect()
+}
+
 /// Idle time summed over CPUs, seconds (second field of `/proc/uptime`).
 pub fn idle_s() -> Result<f64, String> {
     let text = fs::read_to_string("/proc/uptime").map_err(|e| format!("/proc/uptime: {e}"))?;

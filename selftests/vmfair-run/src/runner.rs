@@ -36,7 +36,7 @@ const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 const AUTOGROUP_SYSCTL: &str = "/proc/sys/kernel/sched_autogroup_enabled";
 
 fn log(msg: &str) {
-    eprintln!("vmfair-run: {msg}");
+    say!("{msg}");
 }
 
 /// Entry point of `vmfair-run scenario`.
@@ -47,7 +47,7 @@ pub fn main(path: &str) -> i32 {
             0
         }
         Err(e) => {
-            eprintln!("vmfair-run scenario: error: {e}");
+            say!("scenario: error: {e}");
             1
         }
     }
@@ -73,6 +73,8 @@ struct Member {
     failed: bool,
     last_work: Vec<u64>,
     messages_seen: usize,
+    /// Kernel threads working for this VM outside its process (`kvm-pit/<pid>`).
+    kthreads: Vec<u32>,
 }
 
 impl Member {
@@ -345,6 +347,7 @@ impl Run {
                     failed: false,
                     last_work: vec![0; vm.vcpus as usize],
                     messages_seen: 0,
+                    kthreads: Vec::new(),
                 });
             }
         }
@@ -395,6 +398,7 @@ impl Run {
                     failed: false,
                     last_work: vec![0; h.threads as usize],
                     messages_seen: 0,
+                    kthreads: Vec::new(),
                 });
             }
         }
@@ -534,6 +538,14 @@ impl Run {
         if scn.policy == Policy::Vmfair {
             self.apply_vmfair_weights();
         }
+        for (tid, comm) in procfs::comms() {
+            let owner = comm
+                .strip_prefix("kvm-pit/")
+                .and_then(|p| p.parse::<u32>().ok());
+            if let Some(m) = self.members.iter_mut().find(|m| Some(m.pid) == owner) {
+                m.kthreads.push(tid);
+            }
+        }
         log(&format!("all running; warm-up {} s", scn.warmup_s));
         self.sleep_checked(Duration::from_secs_f64(scn.warmup_s))?;
         let start = self.edge()?;
@@ -586,9 +598,16 @@ impl Run {
                             "{} vcpu {i}: ran {vrun_s:.3} s in the window without progress",
                             m.label
                         ));
+                    } else if e == s && m.ticking && window_s >= 1.0 {
+                        self.problems.push(format!(
+                            "{} vcpu {i}: no timer tick in {window_s:.3} s",
+                            m.label
+                        ));
                     }
                 }
             }
+            let (kthread_run, _) =
+                procfs::delta(&start.tasks, &end.tasks, |t, _| m.kthreads.contains(&t));
             let threads = (m.vcpus + m.busy_threads) as u32;
             let max = f64::from(threads + 1).min(f64::from(cpus)) * window_s * 1.05;
             if cpu_s > max {
@@ -612,11 +631,14 @@ impl Run {
                 weight: m.weight,
                 nice: m.nice,
                 io_work: end.io_work[k].saturating_sub(start.io_work[k]),
+                kthread_cpu_s: kthread_run as f64 * 1e-9,
             });
             log(&format!(
-                "{:<24} cpu {cpu_s:7.3} s  wait {:7.3} s  work {work:>14}  ({:.1} M/s)",
+                "{:<24} cpu {cpu_s:7.3} s  wait {:7.3} s  kthreads {:6.3} s  work {work:>12}  \
+                 ({:.1} M/s)",
                 m.label,
                 wait as f64 * 1e-9,
+                kthread_run as f64 * 1e-9,
                 work as f64 / window_s / 1e6
             ));
         }

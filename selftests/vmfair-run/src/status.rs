@@ -82,7 +82,7 @@ impl Status {
     /// Writer: records a bad exit / error with its message (also printed on stderr, prefixed
     /// with `who`).
     pub fn report_error(&self, who: &str, msg: &str) {
-        eprintln!("vmfair-run: {who}: {msg}");
+        say!("{who}: {msg}");
         let _guard = self.msg_lock.lock().unwrap_or_else(|e| e.into_inner());
         self.set(ST_BAD_EXITS, self.get(ST_BAD_EXITS) + 1);
         let len = self.get(ST_MSG_LEN) as usize;

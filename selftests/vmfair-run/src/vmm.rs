@@ -107,12 +107,16 @@ fn vcpu_loop(vcpu: Vcpu, i: usize, name: &str, status: &Status) {
     }
     status.set_vcpu(i, 1, STATE_STOPPED);
     match (vcpu.regs(), vcpu.sregs()) {
-        (Ok(r), Ok(s)) => eprintln!(
-            "vmfair-run: vm {name} vcpu {i}: stopped after {exits} KVM_RUN returns at rip \
+        (Ok(r), Ok(s)) => say!(
+            "vm {name} vcpu {i}: stopped after {exits} KVM_RUN returns at rip \
              {:#x} rbx {:#x} rflags {:#x} cr0 {:#x} efer {:#x}",
-            r.rip, r.rbx, r.rflags, s.cr0, s.efer
+            r.rip,
+            r.rbx,
+            r.rflags,
+            s.cr0,
+            s.efer
         ),
-        (Err(e), _) | (_, Err(e)) => eprintln!("vmfair-run: vm {name} vcpu {i}: stopped ({e})"),
+        (Err(e), _) | (_, Err(e)) => say!("vm {name} vcpu {i}: stopped ({e})"),
     }
 }
 
@@ -257,7 +261,7 @@ pub fn main(opts: &Opts) -> Result<i32, String> {
         io.push(h);
     }
     status.set_state(STATE_RUNNING);
-    eprintln!("vmfair-run: vm {name}: pid {pid}, {vcpus} vCPUs, {io_threads} io threads running");
+    say!("vm {name}: pid {pid}, {vcpus} vCPUs, {io_threads} io threads running");
 
     while !sys::stop_requested() {
         std::thread::sleep(Duration::from_millis(20));
