@@ -403,6 +403,10 @@ pub struct GroupResult {
     /// process (the in-kernel PIT's `kvm-pit/<pid>`), seconds. Not included in `cpu_s`.
     #[serde(default)]
     pub kthread_cpu_s: f64,
+    /// Addition: VM exits (KVM's debugfs `exits`, all vCPUs) inside the window; `null` for host
+    /// processes or when debugfs is not available.
+    #[serde(default)]
+    pub exits: Option<u64>,
 }
 
 /// The accounting identity over the window: CPU time of all tasks plus idle time should be
@@ -616,6 +620,7 @@ load = "busy"
                 nice: 0,
                 io_work: 0,
                 kthread_cpu_s: 0.01,
+                exits: Some(42),
             }],
             valid: false,
             problems: vec!["vm a#0 vcpu 1: exit SHUTDOWN".into()],

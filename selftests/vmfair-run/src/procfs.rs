@@ -98,6 +98,25 @@ pub fn comms() -> Vec<(u32, String)> {
         .collect()
 }
 
+/// KVM's debugfs directory (per VM: `<pid>-<vm fd>/`).
+pub const KVM_DEBUGFS: &str = "/sys/kernel/debug/kvm";
+
+/// KVM's count of VM exits (all vCPUs, handled in the kernel or not) of the VMs of process
+/// `pid`, from debugfs; None if debugfs is not available.
+pub fn kvm_exits(pid: u32) -> Option<u64> {
+    let prefix = format!("{pid}-");
+    let mut total = None;
+    for e in fs::read_dir(KVM_DEBUGFS).ok()?.flatten() {
+        let name = e.file_name();
+        if !name.to_string_lossy().starts_with(&prefix) {
+            continue;
+        }
+        let text = fs::read_to_string(e.path().join("exits")).ok()?;
+        *total.get_or_insert(0) += text.trim().parse::<u64>().ok()?;
+    }
+    total
+}
+
 /// Idle time summed over CPUs, seconds (second field of `/proc/uptime`).
 pub fn idle_s() -> Result<f64, String> {
     let text = fs::read_to_string("/proc/uptime").map_err(|e| format!("/proc/uptime: {e}"))?;

@@ -126,6 +126,7 @@ struct Edge {
     tasks: HashMap<u32, TaskStat>,
     work: Vec<Vec<u64>>,
     io_work: Vec<u64>,
+    kvm_exits: Vec<Option<u64>>,
 }
 
 struct Run {
@@ -171,7 +172,7 @@ fn setup_policy(scn: &Scenario) -> Result<(), String> {
         Policy::Cgroup => {
             let controllers = format!("{CGROUP_ROOT}/cgroup.controllers");
             if !Path::new(&controllers).exists() {
-                sys::mount_cgroup2(CGROUP_ROOT)
+                sys::mount("cgroup2", CGROUP_ROOT)
                     .map_err(|e| format!("mount cgroup2 on {CGROUP_ROOT}: {e}"))?;
             }
             let have =
@@ -235,6 +236,10 @@ fn run_file(path: &str) -> Result<ScenarioResult, String> {
             "warning: clocksource is {clocksource:?}, not tsc: if the kernel could not calibrate \
              the TSC (no HPET/ACPI PM timer; boot with tsc_early_khz=), KVM cannot run vCPUs"
         ));
+    }
+    if !Path::new(procfs::KVM_DEBUGFS).exists() {
+        // For the per-VM exit counts; without it `exits` is reported as null.
+        let _ = sys::mount("debugfs", "/sys/kernel/debug");
     }
     setup_policy(&scn)?;
 
@@ -501,6 +506,14 @@ impl Run {
     fn edge(&self) -> Result<Edge, String> {
         let work = self.members.iter().map(Member::work).collect();
         let io_work = self.members.iter().map(Member::io_work).collect();
+        let kvm_exits = self
+            .members
+            .iter()
+            .map(|m| match m.kind {
+                GroupKind::Vm => procfs::kvm_exits(m.pid),
+                GroupKind::Host => None,
+            })
+            .collect();
         let idle_s = procfs::idle_s()?;
         let at = Instant::now();
         let tasks = procfs::tasks(None);
@@ -510,6 +523,7 @@ impl Run {
             tasks,
             work,
             io_work,
+            kvm_exits,
         })
     }
 
@@ -617,7 +631,7 @@ impl Run {
                     m.label
                 ));
             }
-            groups.push(GroupResult {
+            let g = GroupResult {
                 kind: m.kind,
                 name: m.name.clone(),
                 instance: m.instance,
@@ -632,15 +646,23 @@ impl Run {
                 nice: m.nice,
                 io_work: end.io_work[k].saturating_sub(start.io_work[k]),
                 kthread_cpu_s: kthread_run as f64 * 1e-9,
-            });
+                exits: match (start.kvm_exits[k], end.kvm_exits[k]) {
+                    (Some(s), Some(e)) => Some(e.saturating_sub(s)),
+                    _ => None,
+                },
+            };
             log(&format!(
-                "{:<24} cpu {cpu_s:7.3} s  wait {:7.3} s  kthreads {:6.3} s  work {work:>12}  \
-                 ({:.1} M/s)",
+                "{:<24} cpu {:7.3} s  wait {:7.3} s  kthreads {:6.3} s  work {:>11} ({:.1} M/s)  \
+                 exits {}",
                 m.label,
-                wait as f64 * 1e-9,
-                kthread_run as f64 * 1e-9,
-                work as f64 / window_s / 1e6
+                g.cpu_s,
+                g.wait_s,
+                g.kthread_cpu_s,
+                g.work,
+                g.work as f64 / window_s / 1e6,
+                g.exits.map_or("-".to_string(), |e| e.to_string())
             ));
+            groups.push(g);
         }
         log(&format!(
             "accounting: tasks {tasks_cpu_s:.3} s + idle {idle_s:.3} s over {cpus} x \

@@ -160,9 +160,9 @@ pub fn set_nice(nice: i32) -> io::Result<()> {
     Ok(())
 }
 
-/// Mounts cgroup v2 at `path`.
-pub fn mount_cgroup2(path: &str) -> io::Result<()> {
-    let src = CString::new("cgroup2").unwrap();
+/// Mounts a filesystem of type `fstype` (also used as the source name) at `path`.
+pub fn mount(fstype: &str, path: &str) -> io::Result<()> {
+    let src = CString::new(fstype).map_err(io::Error::other)?;
     let target = CString::new(path).map_err(io::Error::other)?;
     // SAFETY: NUL-terminated strings that outlive the call; no data argument.
     let rc = unsafe {
