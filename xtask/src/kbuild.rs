@@ -508,13 +508,27 @@ pub fn module(ctx: &Ctx, b: &Built) -> Result<PathBuf> {
         ctx.kmake(&b.dir)
             .arg(format!("M={}", mdir.display()))
             .arg(format!("INSTALL_MOD_PATH={}", stage.display()))
-            .arg("DEPMOD=/sbin/depmod")
+            .arg("DEPMOD=true")
             .arg("modules_install"),
         &b.dir.join("module-install.log"),
         "modules_install",
         None,
     )?;
     let moddir = stage.join("lib/modules").join(&b.release);
+    // depmod wants the kernel's own lists too (modprobe of a built-in
+    // module such as kvm_amd succeeds through modules.builtin).
+    for f in [
+        "modules.order",
+        "modules.builtin",
+        "modules.builtin.modinfo",
+    ] {
+        let from = b.dir.join(f);
+        if from.exists() {
+            std::fs::copy(&from, moddir.join(f))?;
+        } else {
+            util::write(&moddir.join(f), "")?;
+        }
+    }
     util::run(
         Command::new("/sbin/depmod")
             .arg("-b")
