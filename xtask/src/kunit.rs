@@ -39,17 +39,17 @@ pub fn parse(ctx: &Ctx, log: &str) -> Result<Vec<Case>> {
     })?;
     let v: serde_json::Value = serde_json::from_str(&text).context("kunit.py JSON")?;
     let mut cases = Vec::new();
-    walk(&v, "", &mut cases);
+    walk(&v, "", true, &mut cases);
     if cases.is_empty() {
         bail!("no KUnit test cases found in the guest's kernel log (did the module's suites run?)");
     }
     Ok(cases)
 }
 
-fn walk(v: &serde_json::Value, prefix: &str, out: &mut Vec<Case>) {
+fn walk(v: &serde_json::Value, prefix: &str, top: bool, out: &mut Vec<Case>) {
     let name = v["name"].as_str().unwrap_or("");
-    // The top level is kunit.py's synthetic "main" group.
-    let here = if prefix.is_empty() && (name.is_empty() || name == "main") {
+    // The top level is kunit.py's synthetic group ("KUnit Test Group").
+    let here = if top {
         String::new()
     } else if prefix.is_empty() {
         name.to_string()
@@ -71,7 +71,7 @@ fn walk(v: &serde_json::Value, prefix: &str, out: &mut Vec<Case>) {
     }
     if let Some(groups) = v["sub_groups"].as_array() {
         for g in groups {
-            walk(g, &here, out);
+            walk(g, &here, false, out);
         }
     }
 }
@@ -83,13 +83,13 @@ mod tests {
     #[test]
     fn nested_groups_are_flattened() {
         let v: serde_json::Value = serde_json::from_str(
-            r#"{"name":"main","test_cases":[],"sub_groups":[
+            r#"{"name":"KUnit Test Group","test_cases":[],"sub_groups":[
                 {"name":"vmfair_policy","sub_groups":[],"test_cases":[
                     {"name":"weights","status":"PASS"},{"name":"share","status":"FAIL"}]}]}"#,
         )
         .unwrap();
         let mut c = Vec::new();
-        walk(&v, "", &mut c);
+        walk(&v, "", true, &mut c);
         assert_eq!(c.len(), 2);
         assert_eq!(c[0].name, "vmfair_policy.weights");
         assert_eq!(c[1].status, "FAIL");

@@ -1,6 +1,7 @@
 //! `cargo xtask`: vmfair's orchestration. The top-level Makefile is a thin
 //! front door over these commands.
 
+mod experiment;
 mod guest;
 mod kbuild;
 mod kunit;
@@ -123,6 +124,7 @@ fn real_main() -> Result<()> {
             }
         }
         "demo" => demo(&ctx)?,
+        "bench" => experiment::cmd(&ctx, rest)?,
         "check" => {
             let failed = selftest::check(&ctx)?;
             if failed > 0 {
@@ -139,9 +141,9 @@ fn real_main() -> Result<()> {
 /// The main job, until the study's experiment exists: boot, load the
 /// module, run the two-VM demo scenario and print its table.
 fn demo(ctx: &Ctx) -> Result<()> {
-    let file = ctx.root.join("qemu-test/scenarios/demo-two-vms.toml");
-    scenario::cmd(ctx, &[file])?;
-    let out: &Path = &ctx.results();
+    // The short version of the study's sweep (xtask/src/experiment.rs).
+    let file = ctx.root.join("qemu-test/experiments/demo.toml");
+    let out: &Path = &experiment::run(ctx, &file, false)?;
     info(&format!("results in {}", out.display()));
     Ok(())
 }

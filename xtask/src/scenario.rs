@@ -128,7 +128,7 @@ pub fn print_table(name: &str, v: &Value) {
     println!(
         "scenario {name}: policy {}, {} guest CPUs, {:.1}s window, kernel {}{}",
         v["policy"].as_str().unwrap_or("?"),
-        v["guest_cpus"],
+        v["guest_cpus"].to_string(),
         dur,
         v["kernel"].as_str().unwrap_or("?"),
         if valid { "" } else { "  ** INVALID RUN **" }
@@ -145,9 +145,9 @@ pub fn print_table(name: &str, v: &Value) {
             "  {:<5} {:<10} {:>4} {:>6} {:>5} {:>7.2} {:>6.3} {:>10.1} {:>9.1}",
             g["kind"].as_str().unwrap_or("?"),
             g["name"].as_str().unwrap_or("?"),
-            g["instance"],
-            g["pid"],
-            g["vcpus"],
+            g["instance"].to_string(),
+            g["pid"].to_string(),
+            g["vcpus"].to_string(),
             cpu,
             cpu / total_cpu * v["guest_cpus"].as_f64().unwrap_or(1.0),
             work / 1e6,

@@ -1,0 +1,1057 @@
+//! The study's experiment (`make demo`, `make bench`): a target VM running
+//! the bench suite beside 0..N dummy VMs, under every grouping policy.
+//!
+//! An experiment file (`qemu-test/experiments/*.toml`) is expanded into
+//! scenario files (one per policy, dummy kind, dummy count and repetition;
+//! the solo run, 0 dummies, is shared by the dummy kinds), which run several
+//! per boot. Invalid results (ARCHITECTURE.md §5) are kept beside the others
+//! as `<name>.invalid-<k>.json` and run again a bounded number of times. The
+//! outputs go to `results/<name>/`: the JSON of every run, `summary.json`,
+//! `report.md` (every point with the mean and spread of its repetitions, the
+//! target's CPU, run-queue wait and preemptions, the dummies' CPU) and
+//! `figure.svg` (target index relative to its solo run against the number of
+//! dummies, one line per policy, error bars from the repetitions).
+
+use crate::scenario::{self, Meta};
+use crate::util::{self, info, phase, Ctx};
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// An experiment file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    /// Name; also the output directory `results/<name>/` and the prefix of
+    /// every scenario name.
+    pub name: String,
+    #[serde(default = "default_cpus")]
+    pub guest_cpus: u32,
+    pub duration_s: f64,
+    #[serde(default = "default_warmup")]
+    pub warmup_s: f64,
+    pub repetitions: u32,
+    /// Dummy counts; 0 is the solo run.
+    pub dummies: Vec<u32>,
+    /// Keys of `[dummy.*]` to sweep.
+    pub dummy_kinds: Vec<String>,
+    #[serde(default = "default_reruns")]
+    pub max_reruns: u32,
+    #[serde(default = "default_per_boot")]
+    pub per_boot: usize,
+    /// No new boot after this many minutes (reruns are given up first).
+    #[serde(default)]
+    pub max_minutes: Option<f64>,
+    pub target: VmDef,
+    pub dummy: BTreeMap<String, VmDef>,
+    pub policy: Vec<PolicyDef>,
+}
+
+/// A VM of the experiment (the target, or one dummy instance).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmDef {
+    #[serde(default = "one")]
+    pub vcpus: u32,
+    pub load: String,
+    #[serde(default)]
+    pub tick_hz: Option<u32>,
+    #[serde(default)]
+    pub burst_us: Option<u32>,
+}
+
+/// A line of the figure: a grouping policy and the target's weight/nice.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyDef {
+    /// Label (also part of scenario names).
+    pub name: String,
+    /// `stock | autogroup | cgroup | vmfair`; defaults to `name`.
+    #[serde(default)]
+    pub policy: Option<String>,
+    #[serde(default)]
+    pub target_weight: Option<u32>,
+    #[serde(default)]
+    pub target_nice: Option<i32>,
+}
+
+fn default_cpus() -> u32 {
+    2
+}
+fn default_warmup() -> f64 {
+    3.0
+}
+fn default_reruns() -> u32 {
+    2
+}
+fn default_per_boot() -> usize {
+    8
+}
+fn one() -> u32 {
+    1
+}
+
+impl PolicyDef {
+    fn policy(&self) -> &str {
+        self.policy.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// One generated scenario.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub name: String,
+    pub policy: String,
+    /// Dummy kind, `solo` for 0 dummies.
+    pub kind: String,
+    pub dummies: u32,
+    pub toml: String,
+}
+
+impl Experiment {
+    pub fn load(path: &Path) -> Result<Experiment> {
+        let text = util::read(path)?;
+        let e: Experiment =
+            toml::from_str(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        e.check()
+            .map_err(|err| anyhow!("{}: {err}", path.display()))?;
+        Ok(e)
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.repetitions == 0 || self.dummies.is_empty() || self.policy.is_empty() {
+            bail!("repetitions, dummies and policy must not be empty");
+        }
+        if self.per_boot == 0 {
+            bail!("per_boot must be at least 1");
+        }
+        for k in &self.dummy_kinds {
+            if !self.dummy.contains_key(k) {
+                bail!("dummy kind {k:?} has no [dummy.{k}] table");
+            }
+            if k == "solo" {
+                bail!("dummy kind name \"solo\" is reserved for the 0-dummy run");
+            }
+        }
+        if self.dummy_kinds.is_empty() && self.dummies.iter().any(|&d| d > 0) {
+            bail!("dummies > 0 need at least one entry in dummy_kinds");
+        }
+        let mut seen = Vec::new();
+        for p in &self.policy {
+            if seen.contains(&&p.name) {
+                bail!("policy {:?} listed twice", p.name);
+            }
+            seen.push(&p.name);
+        }
+        // Every generated scenario must pass the scenario schema (names,
+        // ranges, unknown keys).
+        for j in self.jobs() {
+            vmfair_scenario::Scenario::from_toml_str(&j.toml)
+                .map_err(|e| anyhow!("generated scenario {}: {e}", j.name))?;
+        }
+        Ok(())
+    }
+
+    /// Every scenario of the sweep, repetitions outermost so that a sweep
+    /// cut short still has every point once.
+    pub fn jobs(&self) -> Vec<Job> {
+        let mut out = Vec::new();
+        for rep in 1..=self.repetitions {
+            for &d in &self.dummies {
+                let kinds: Vec<&str> = if d == 0 {
+                    vec!["solo"]
+                } else {
+                    self.dummy_kinds.iter().map(String::as_str).collect()
+                };
+                for kind in kinds {
+                    for p in &self.policy {
+                        let name = if d == 0 {
+                            format!("{}-{}-solo-r{rep}", self.name, p.name)
+                        } else {
+                            format!("{}-{}-{kind}{d}-r{rep}", self.name, p.name)
+                        };
+                        let toml = self.scenario_toml(&name, p, kind, d);
+                        out.push(Job {
+                            name,
+                            policy: p.name.clone(),
+                            kind: kind.to_string(),
+                            dummies: d,
+                            toml,
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn scenario_toml(&self, name: &str, p: &PolicyDef, kind: &str, dummies: u32) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "# Generated from experiment {:?}; do not edit.",
+            self.name
+        );
+        let _ = writeln!(s, "name = {name:?}");
+        let _ = writeln!(s, "guest_cpus = {}", self.guest_cpus);
+        let _ = writeln!(s, "duration_s = {}", toml_f64(self.duration_s));
+        let _ = writeln!(s, "warmup_s = {}", toml_f64(self.warmup_s));
+        let _ = writeln!(s, "policy = {:?}", p.policy());
+        let vm =
+            |s: &mut String, name: &str, count: u32, v: &VmDef, w: Option<u32>, n: Option<i32>| {
+                let _ = writeln!(s, "\n[[vm]]\nname = {name:?}\ncount = {count}");
+                let _ = writeln!(s, "vcpus = {}\nload = {:?}", v.vcpus, v.load);
+                if let Some(w) = w {
+                    let _ = writeln!(s, "weight = {w}");
+                }
+                if let Some(n) = n {
+                    let _ = writeln!(s, "nice = {n}");
+                }
+                if let Some(t) = v.tick_hz {
+                    let _ = writeln!(s, "tick_hz = {t}");
+                }
+                if let Some(b) = v.burst_us {
+                    let _ = writeln!(s, "burst_us = {b}");
+                }
+            };
+        vm(
+            &mut s,
+            "target",
+            1,
+            &self.target,
+            p.target_weight,
+            p.target_nice,
+        );
+        if dummies > 0 {
+            vm(&mut s, "dummy", dummies, &self.dummy[kind], None, None);
+        }
+        s
+    }
+}
+
+fn toml_f64(v: f64) -> String {
+    let s = format!("{v}");
+    if s.contains('.') || s.contains('e') {
+        s
+    } else {
+        format!("{s}.0")
+    }
+}
+
+/// The figures of one run that the report uses.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunFigures {
+    pub scenario: String,
+    pub valid: bool,
+    pub window_s: f64,
+    pub target_index: Option<f64>,
+    /// Target CPU time / window (CPUs).
+    pub target_cpu: f64,
+    /// Target run-queue wait / window.
+    pub target_wait: f64,
+    /// Target preemptions (involuntary switches) per second.
+    pub target_preempt_per_s: Option<f64>,
+    /// Dummies' CPU (their processes plus their kvm-pit threads) / window.
+    pub dummies_cpu: f64,
+    /// Dummies' halt-polling time / window (part of dummies_cpu).
+    pub dummies_halt_poll: Option<f64>,
+    /// Dummies' sleeps (voluntary switches) per second.
+    pub dummies_sleeps_per_s: Option<f64>,
+    /// Idle CPU / window.
+    pub idle_cpu: Option<f64>,
+    pub problems: Vec<String>,
+}
+
+/// Extracts the report's figures from a result JSON.
+pub fn figures(v: &Value) -> Result<RunFigures> {
+    let window_s = v["duration_s"]
+        .as_f64()
+        .filter(|w| *w > 0.0)
+        .ok_or_else(|| anyhow!("result without a window"))?;
+    let groups = v["groups"].as_array().cloned().unwrap_or_default();
+    let target = groups
+        .iter()
+        .find(|g| g["name"] == "target")
+        .ok_or_else(|| anyhow!("result without the target VM"))?;
+    let dummies: Vec<&Value> = groups.iter().filter(|g| g["name"] == "dummy").collect();
+    let f = |g: &Value, k: &str| g[k].as_f64().unwrap_or(0.0);
+    let sum_opt =
+        |k: &str| -> Option<f64> { dummies.iter().map(|g| g[k].as_f64()).sum::<Option<f64>>() };
+    Ok(RunFigures {
+        scenario: v["scenario"].as_str().unwrap_or("?").to_string(),
+        valid: v["valid"].as_bool().unwrap_or(true),
+        window_s,
+        target_index: target["index"].as_f64(),
+        target_cpu: f(target, "cpu_s") / window_s,
+        target_wait: f(target, "wait_s") / window_s,
+        target_preempt_per_s: target["involuntary_switches"]
+            .as_f64()
+            .map(|n| n / window_s),
+        dummies_cpu: dummies
+            .iter()
+            .map(|g| f(g, "cpu_s") + f(g, "kthread_cpu_s"))
+            .sum::<f64>()
+            / window_s,
+        dummies_halt_poll: if dummies.is_empty() {
+            None
+        } else {
+            sum_opt("halt_poll_s").map(|x| x / window_s)
+        },
+        dummies_sleeps_per_s: if dummies.is_empty() {
+            None
+        } else {
+            sum_opt("voluntary_switches").map(|x| x / window_s)
+        },
+        idle_cpu: v["accounting"]["idle_s"].as_f64().map(|i| i / window_s),
+        problems: v["problems"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.as_str().map(String::from))
+            .collect(),
+    })
+}
+
+/// Mean, minimum and maximum.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+pub struct Stat {
+    pub n: usize,
+    pub mean: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Stat {
+    pub fn of(xs: &[f64]) -> Option<Stat> {
+        if xs.is_empty() {
+            return None;
+        }
+        Some(Stat {
+            n: xs.len(),
+            mean: xs.iter().sum::<f64>() / xs.len() as f64,
+            min: xs.iter().copied().fold(f64::INFINITY, f64::min),
+            max: xs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        })
+    }
+
+    fn scaled(self, k: f64) -> Stat {
+        Stat {
+            n: self.n,
+            mean: self.mean * k,
+            min: self.min * k,
+            max: self.max * k,
+        }
+    }
+}
+
+/// One point of the sweep: all valid repetitions of (policy, kind, dummies).
+#[derive(Clone, Debug, Serialize)]
+pub struct Point {
+    pub policy: String,
+    pub kind: String,
+    pub dummies: u32,
+    pub runs: usize,
+    pub valid: usize,
+    pub index: Option<Stat>,
+    /// Index relative to the mean solo index of the same policy line.
+    pub relative: Option<Stat>,
+    pub target_cpu: Option<Stat>,
+    pub target_wait: Option<Stat>,
+    pub target_preempt_per_s: Option<Stat>,
+    pub dummies_cpu: Option<Stat>,
+    pub dummies_halt_poll: Option<Stat>,
+    pub dummies_sleeps_per_s: Option<Stat>,
+    pub idle_cpu: Option<Stat>,
+}
+
+/// Groups runs into points (in the order of the jobs) and normalises each
+/// policy line to its own solo mean.
+pub fn points(jobs: &[Job], runs: &BTreeMap<String, RunFigures>) -> Vec<Point> {
+    let mut keys: Vec<(String, String, u32)> = Vec::new();
+    for j in jobs {
+        let k = (j.policy.clone(), j.kind.clone(), j.dummies);
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    let mut out: Vec<Point> = keys
+        .into_iter()
+        .map(|(policy, kind, dummies)| {
+            let all: Vec<&RunFigures> = jobs
+                .iter()
+                .filter(|j| j.policy == policy && j.kind == kind && j.dummies == dummies)
+                .filter_map(|j| runs.get(&j.name))
+                .collect();
+            let ok: Vec<&RunFigures> = all
+                .iter()
+                .copied()
+                .filter(|r| r.valid && r.target_index.is_some())
+                .collect();
+            let st = |f: &dyn Fn(&RunFigures) -> Option<f64>| {
+                Stat::of(&ok.iter().filter_map(|r| f(r)).collect::<Vec<_>>())
+            };
+            Point {
+                policy,
+                kind,
+                dummies,
+                runs: all.len(),
+                valid: ok.len(),
+                index: st(&|r| r.target_index),
+                relative: None,
+                target_cpu: st(&|r| Some(r.target_cpu)),
+                target_wait: st(&|r| Some(r.target_wait)),
+                target_preempt_per_s: st(&|r| r.target_preempt_per_s),
+                dummies_cpu: st(&|r| Some(r.dummies_cpu)),
+                dummies_halt_poll: st(&|r| r.dummies_halt_poll),
+                dummies_sleeps_per_s: st(&|r| r.dummies_sleeps_per_s),
+                idle_cpu: st(&|r| r.idle_cpu),
+            }
+        })
+        .collect();
+    let solo: BTreeMap<String, f64> = out
+        .iter()
+        .filter(|p| p.dummies == 0)
+        .filter_map(|p| Some((p.policy.clone(), p.index?.mean)))
+        .collect();
+    for p in &mut out {
+        if let (Some(i), Some(s)) = (p.index, solo.get(&p.policy)) {
+            if *s > 0.0 {
+                p.relative = Some(i.scaled(1.0 / s));
+            }
+        }
+    }
+    out
+}
+
+fn fmt_stat(s: Option<Stat>, prec: usize) -> String {
+    match s {
+        None => "–".into(),
+        Some(s) if s.n == 1 => format!("{:.p$}", s.mean, p = prec),
+        Some(s) => format!("{:.p$} ({:.p$}–{:.p$})", s.mean, s.min, s.max, p = prec),
+    }
+}
+
+/// `report.md`.
+pub fn report_md(
+    exp: &Experiment,
+    points: &[Point],
+    runs: &BTreeMap<String, RunFigures>,
+    invalid: &[(String, Vec<String>)],
+    kernel: &str,
+    missing: &[String],
+) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# vmfair experiment `{}`\n", exp.name);
+    let _ = writeln!(
+        s,
+        "Kernel `{kernel}`, {} guest CPUs (QEMU TCG, single-threaded), window {} s after {} s \
+         of warm-up, {} repetition(s) per point. Target: {} vCPU(s), load `{}`. Dummies: {}.\n",
+        exp.guest_cpus,
+        exp.duration_s,
+        exp.warmup_s,
+        exp.repetitions,
+        exp.target.vcpus,
+        exp.target.load,
+        exp.dummy_kinds
+            .iter()
+            .map(|k| {
+                let d = &exp.dummy[k];
+                match (d.tick_hz, d.burst_us) {
+                    (Some(t), Some(b)) => format!(
+                        "`{k}` = {} vCPU `{}` at {t} Hz with {b} µs per tick",
+                        d.vcpus, d.load
+                    ),
+                    _ => format!("`{k}` = {} vCPU `{}`", d.vcpus, d.load),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(
+        s,
+        "Cells give the mean over the valid repetitions and, with more than one, (min–max). \
+         `rel` is the target's index over the mean solo index of the same policy line. CPU \
+         figures are in CPUs (CPU-seconds per second of window, out of {}); the dummies' \
+         include their `kvm-pit` threads; halt-poll is part of it. `preempt/s` counts the \
+         target's involuntary context switches.\n",
+        exp.guest_cpus
+    );
+    let _ = writeln!(
+        s,
+        "| policy | dummies | valid/runs | index | rel | target CPU | target wait | target \
+         preempt/s | dummies CPU | dummies halt-poll | dummies sleeps/s | idle CPU |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for p in points {
+        let d = if p.dummies == 0 {
+            "0".to_string()
+        } else {
+            format!("{} {}", p.dummies, p.kind)
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {d} | {}/{} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            p.policy,
+            p.valid,
+            p.runs,
+            fmt_stat(p.index, 1),
+            fmt_stat(p.relative, 2),
+            fmt_stat(p.target_cpu, 2),
+            fmt_stat(p.target_wait, 2),
+            fmt_stat(p.target_preempt_per_s, 0),
+            fmt_stat(p.dummies_cpu, 2),
+            fmt_stat(p.dummies_halt_poll, 3),
+            fmt_stat(p.dummies_sleeps_per_s, 0),
+            fmt_stat(p.idle_cpu, 2),
+        );
+    }
+    let _ = writeln!(s, "\n![figure](figure.svg)\n");
+    let n_valid = runs.values().filter(|r| r.valid).count();
+    let _ = writeln!(
+        s,
+        "{} runs kept ({} valid); {} invalid attempts were run again or dropped.\n",
+        runs.len(),
+        n_valid,
+        invalid.len()
+    );
+    if !invalid.is_empty() {
+        let _ = writeln!(s, "## Invalid attempts\n");
+        for (name, problems) in invalid {
+            let _ = writeln!(s, "- `{name}`: {}", problems.join("; "));
+        }
+        let _ = writeln!(s);
+    }
+    if !missing.is_empty() {
+        let _ = writeln!(s, "## Not run (time budget or failed boots)\n");
+        for m in missing {
+            let _ = writeln!(s, "- `{m}`");
+        }
+    }
+    s
+}
+
+const COLORS: [&str; 8] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
+];
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// `figure.svg`: relative index against dummies, one line per (policy,
+/// dummy kind), solid for the first kind and dashed for others, error bars
+/// from min to max of the repetitions.
+pub fn figure_svg(exp: &Experiment, points: &[Point]) -> String {
+    let (w, h) = (760.0, 460.0);
+    let (l, r, t, b) = (70.0, 190.0, 50.0, 60.0);
+    let pw = w - l - r;
+    let ph = h - t - b;
+    let xmax = exp.dummies.iter().copied().max().unwrap_or(1).max(1) as f64;
+    let ytop = points
+        .iter()
+        .filter_map(|p| p.relative.map(|s| s.max))
+        .fold(1.2f64, f64::max);
+    let ytop = (ytop * 5.0).ceil() / 5.0;
+    let x = |d: f64| l + pw * d / xmax;
+    let y = |v: f64| t + ph * (1.0 - v / ytop);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="13">"#
+    );
+    let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="24" text-anchor="middle" font-size="15">Target VM's bench index relative to its solo run ({} guest CPUs)</text>"#,
+        l + pw / 2.0,
+        exp.guest_cpus
+    );
+    // Grid and y ticks.
+    let mut v = 0.0;
+    while v <= ytop + 1e-9 {
+        let yy = y(v);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{l}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{v:.1}</text>"##,
+            l + pw,
+            l - 8.0,
+            yy + 4.0
+        );
+        v += 0.2;
+    }
+    let _ = writeln!(
+        s,
+        r##"<line x1="{l}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#888" stroke-dasharray="2,3"/>"##,
+        y(1.0),
+        l + pw,
+        y(1.0)
+    );
+    for &d in &exp.dummies {
+        let xx = x(d as f64);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{xx:.1}" y1="{:.1}" x2="{xx:.1}" y2="{:.1}" stroke="#000"/><text x="{xx:.1}" y="{:.1}" text-anchor="middle">{d}</text>"##,
+            t + ph,
+            t + ph + 5.0,
+            t + ph + 20.0
+        );
+    }
+    let _ = writeln!(
+        s,
+        r##"<rect x="{l}" y="{t}" width="{pw}" height="{ph}" fill="none" stroke="#000"/>"##
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">dummy VMs beside the target</text>"#,
+        l + pw / 2.0,
+        h - 18.0
+    );
+    let _ = writeln!(
+        s,
+        r#"<text transform="translate(20,{:.1}) rotate(-90)" text-anchor="middle">index / solo index</text>"#,
+        t + ph / 2.0
+    );
+    let mut legend = 0;
+    for (pi, pol) in exp.policy.iter().enumerate() {
+        let color = COLORS[pi % COLORS.len()];
+        for (ki, kind) in exp.dummy_kinds.iter().enumerate() {
+            let dash = if ki == 0 {
+                ""
+            } else {
+                r#" stroke-dasharray="6,4""#
+            };
+            let mut pts: Vec<(f64, Stat)> = points
+                .iter()
+                .filter(|p| p.policy == pol.name && (p.dummies == 0 || &p.kind == kind))
+                .filter_map(|p| Some((p.dummies as f64, p.relative?)))
+                .collect();
+            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+            if pts.is_empty() {
+                continue;
+            }
+            // Spread the error bars of the lines a little so they do not hide each other.
+            let off = (legend as f64 - 2.0) * 2.5;
+            let path: Vec<String> = pts
+                .iter()
+                .map(|(d, st)| format!("{:.1},{:.1}", x(*d) + off, y(st.mean)))
+                .collect();
+            let _ = writeln!(
+                s,
+                r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"{dash}/>"#,
+                path.join(" ")
+            );
+            for (d, st) in &pts {
+                let xx = x(*d) + off;
+                if st.n > 1 {
+                    let _ = writeln!(
+                        s,
+                        r#"<path d="M{xx:.1},{:.1}V{:.1}M{:.1},{:.1}H{:.1}M{:.1},{:.1}H{:.1}" stroke="{color}" stroke-width="1.2"/>"#,
+                        y(st.min),
+                        y(st.max),
+                        xx - 4.0,
+                        y(st.min),
+                        xx + 4.0,
+                        xx - 4.0,
+                        y(st.max),
+                        xx + 4.0
+                    );
+                }
+                let _ = writeln!(
+                    s,
+                    r#"<circle cx="{xx:.1}" cy="{:.1}" r="3.5" fill="{color}"/>"#,
+                    y(st.mean)
+                );
+            }
+            let ly = t + 10.0 + 20.0 * legend as f64;
+            let lx = l + pw + 15.0;
+            let label = if exp.dummy_kinds.len() > 1 {
+                format!("{} ({kind})", pol.name)
+            } else {
+                pol.name.clone()
+            };
+            let _ = writeln!(
+                s,
+                r#"<line x1="{lx:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{color}" stroke-width="2"{dash}/><text x="{:.1}" y="{:.1}">{}</text>"#,
+                lx + 28.0,
+                lx + 34.0,
+                ly + 4.0,
+                esc(&label)
+            );
+            legend += 1;
+        }
+    }
+    let _ = writeln!(
+        s,
+        r##"<text x="{:.1}" y="{:.1}" font-size="11" fill="#555">bars: min–max of repetitions</text>"##,
+        l + pw + 15.0,
+        t + 20.0 + 20.0 * legend as f64
+    );
+    s.push_str("</svg>\n");
+    s
+}
+
+/// Run (or only generate) an experiment; writes `results/<name>/`.
+pub fn run(ctx: &Ctx, path: &Path, generate_only: bool) -> Result<PathBuf> {
+    let exp = Experiment::load(path)?;
+    let out = ctx.results().join(&exp.name);
+    let scen_dir = out.join("scenarios");
+    if !generate_only && out.exists() {
+        // Old results of this experiment would mix into the report.
+        std::fs::remove_dir_all(&out).with_context(|| format!("remove {}", out.display()))?;
+    }
+    std::fs::create_dir_all(&scen_dir)?;
+    let jobs = exp.jobs();
+    let mut metas = BTreeMap::new();
+    for j in &jobs {
+        let f = scen_dir.join(format!("{}.toml", j.name));
+        util::write(&f, &j.toml)?;
+        metas.insert(j.name.clone(), scenario::meta(&f)?);
+    }
+    info(&format!(
+        "experiment {}: {} scenarios in {}",
+        exp.name,
+        jobs.len(),
+        scen_dir.display()
+    ));
+    if generate_only {
+        return Ok(out);
+    }
+    let t0 = Instant::now();
+    let (built, base) = crate::build_all(ctx)?;
+    let budget_start = Instant::now();
+    let over_budget = |frac: f64| {
+        exp.max_minutes
+            .is_some_and(|m| budget_start.elapsed().as_secs_f64() > m * 60.0 * frac)
+    };
+    // (job name, attempts so far)
+    let mut pending: Vec<(String, u32)> = jobs.iter().map(|j| (j.name.clone(), 0)).collect();
+    let mut runs: BTreeMap<String, RunFigures> = BTreeMap::new();
+    let mut invalid: Vec<(String, Vec<String>)> = Vec::new();
+    let mut kernel = String::from("?");
+    let mut boot_no = 0;
+    let mut missing = Vec::new();
+    while !pending.is_empty() {
+        if over_budget(1.0) {
+            missing.extend(pending.drain(..).map(|(n, _)| n));
+            break;
+        }
+        // First attempts before reruns; reruns only while within 3/4 of
+        // the budget.
+        pending.sort_by_key(|(_, a)| *a);
+        if pending[0].1 > 0 && over_budget(0.75) {
+            missing.extend(pending.drain(..).map(|(n, _)| n));
+            break;
+        }
+        let take = exp.per_boot.min(pending.len());
+        let chunk: Vec<(String, u32)> = pending.drain(..take).collect();
+        boot_no += 1;
+        let ms: Vec<Meta> = chunk.iter().map(|(n, _)| metas[n].clone()).collect();
+        phase(&format!(
+            "experiment {}: boot {boot_no}, {} scenarios, {} left after it, {:.0} s so far",
+            exp.name,
+            ms.len(),
+            pending.len(),
+            t0.elapsed().as_secs_f64()
+        ));
+        let boot_name = format!("{}-{boot_no}", exp.name);
+        let result = scenario::run_many(ctx, &built, &base, &ms, &out, &boot_name);
+        let ran = match result {
+            Ok((ran, outcome)) => {
+                if outcome.done.is_none() {
+                    info(&outcome.verdict());
+                }
+                ran
+            }
+            Err(e) => {
+                info(&format!("boot {boot_name} failed: {e:#}"));
+                Vec::new()
+            }
+        };
+        for (name, attempts) in chunk {
+            let r = ran.iter().find(|r| r.meta.name == name);
+            let fig = r.and_then(|r| r.json.as_ref()).map(|v| {
+                if let Some(k) = v["kernel"].as_str() {
+                    kernel = k.to_string();
+                }
+                figures(v)
+            });
+            let (ok, problems) = match (&fig, r.and_then(|r| r.error.clone())) {
+                (Some(Ok(f)), None) if f.valid && f.target_index.is_some() => (true, vec![]),
+                (Some(Ok(f)), err) => {
+                    let mut p = f.problems.clone();
+                    if f.target_index.is_none() {
+                        p.push("no target index".into());
+                    }
+                    p.extend(err);
+                    (false, p)
+                }
+                (Some(Err(e)), err) => {
+                    (false, vec![format!("{e}")].into_iter().chain(err).collect())
+                }
+                (None, err) => (false, vec![err.unwrap_or_else(|| "no result".into())]),
+            };
+            if let Some(Ok(f)) = fig {
+                if ok {
+                    print_run(&f);
+                }
+                runs.insert(name.clone(), f);
+            }
+            if !ok {
+                let tag = format!("{name} (attempt {})", attempts + 1);
+                info(&format!("invalid: {tag}: {}", problems.join("; ")));
+                invalid.push((tag, problems));
+                let json = out.join(format!("{name}.json"));
+                if json.exists() {
+                    let keep = out.join(format!("{name}.invalid-{}.json", attempts + 1));
+                    std::fs::rename(&json, &keep)?;
+                }
+                if attempts < exp.max_reruns {
+                    runs.remove(&name);
+                    pending.push((name, attempts + 1));
+                }
+            }
+        }
+    }
+    let pts = points(&jobs, &runs);
+    util::write(
+        &out.join("summary.json"),
+        serde_json::to_string_pretty(&serde_json::json!({
+            "experiment": exp.name,
+            "kernel": kernel,
+            "points": pts,
+            "runs": runs,
+        }))? + "\n",
+    )?;
+    let md = report_md(&exp, &pts, &runs, &invalid, &kernel, &missing);
+    util::write(&out.join("report.md"), &md)?;
+    util::write(&out.join("figure.svg"), figure_svg(&exp, &pts))?;
+    print_points(&pts);
+    info(&format!(
+        "experiment {} finished in {:.0} s: {}/report.md, figure.svg",
+        exp.name,
+        t0.elapsed().as_secs_f64(),
+        out.display()
+    ));
+    if runs.values().all(|r| !r.valid) {
+        bail!("no valid run in experiment {}", exp.name);
+    }
+    Ok(out)
+}
+
+fn print_run(f: &RunFigures) {
+    println!(
+        "  {:<32} index {:>7.2}  target cpu {:.2} wait {:.2} preempt/s {:>5.0}  dummies cpu {:.2}  idle {:.2}",
+        f.scenario,
+        f.target_index.unwrap_or(0.0),
+        f.target_cpu,
+        f.target_wait,
+        f.target_preempt_per_s.unwrap_or(0.0),
+        f.dummies_cpu,
+        f.idle_cpu.unwrap_or(0.0)
+    );
+}
+
+fn print_points(pts: &[Point]) {
+    println!(
+        "{:<14} {:>10} {:>6} {:>22} {:>18} {:>11} {:>12} {:>10}",
+        "policy", "dummies", "valid", "index", "rel", "target CPU", "dummies CPU", "idle CPU"
+    );
+    for p in pts {
+        println!(
+            "{:<14} {:>10} {:>6} {:>22} {:>18} {:>11} {:>12} {:>10}",
+            p.policy,
+            if p.dummies == 0 {
+                "0".to_string()
+            } else {
+                format!("{} {}", p.dummies, p.kind)
+            },
+            format!("{}/{}", p.valid, p.runs),
+            fmt_stat(p.index, 1),
+            fmt_stat(p.relative, 2),
+            fmt_stat(p.target_cpu, 2),
+            fmt_stat(p.dummies_cpu, 2),
+            fmt_stat(p.idle_cpu, 2)
+        );
+    }
+}
+
+/// `cargo xtask bench [--generate] [FILE]` (default: the full sweep,
+/// `qemu-test/experiments/bench.toml`).
+pub fn cmd(ctx: &Ctx, args: &[String]) -> Result<()> {
+    let mut generate = false;
+    let mut file = ctx.root.join("qemu-test/experiments/bench.toml");
+    for a in args {
+        match a.as_str() {
+            "--generate" => generate = true,
+            f if !f.starts_with('-') => file = PathBuf::from(f),
+            other => bail!("usage: cargo xtask bench [--generate] [EXPERIMENT.toml] ({other}?)"),
+        }
+    }
+    run(ctx, &file, generate)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXP: &str = r#"
+name = "t"
+duration_s = 5
+repetitions = 2
+dummies = [0, 4]
+dummy_kinds = ["idle", "busy"]
+[target]
+load = "bench"
+[dummy.idle]
+load = "idle"
+tick_hz = 100
+burst_us = 20
+[dummy.busy]
+load = "busy"
+[[policy]]
+name = "stock"
+[[policy]]
+name = "vmfair-w305"
+policy = "vmfair"
+target_weight = 305
+"#;
+
+    fn exp() -> Experiment {
+        let e: Experiment = toml::from_str(EXP).unwrap();
+        e.check().unwrap();
+        e
+    }
+
+    #[test]
+    fn expands_into_valid_scenarios() {
+        let e = exp();
+        let jobs = e.jobs();
+        // Per repetition: solo + 2 kinds × 1 count, for 2 policies.
+        assert_eq!(jobs.len(), 2 * (1 + 2) * 2);
+        let j = jobs
+            .iter()
+            .find(|j| j.name == "t-vmfair-w305-idle4-r2")
+            .unwrap();
+        let s = vmfair_scenario::Scenario::from_toml_str(&j.toml).unwrap();
+        assert_eq!(s.policy, vmfair_scenario::Policy::Vmfair);
+        assert_eq!(s.vm[0].weight, 305);
+        assert_eq!(s.vm[0].load, vmfair_scenario::Load::Bench);
+        assert_eq!(
+            (s.vm[1].count, s.vm[1].tick_hz, s.vm[1].burst_us),
+            (4, 100, 20)
+        );
+        assert_eq!(s.duration_s, 5.0);
+        assert!(jobs
+            .iter()
+            .any(|j| j.name == "t-stock-solo-r1" && j.dummies == 0));
+        // Repetitions outermost.
+        assert!(jobs[..jobs.len() / 2]
+            .iter()
+            .all(|j| j.name.ends_with("-r1")));
+    }
+
+    #[test]
+    fn bad_experiments_rejected() {
+        let bad = EXP.replace(
+            "dummy_kinds = [\"idle\", \"busy\"]",
+            "dummy_kinds = [\"x\"]",
+        );
+        let e: Experiment = toml::from_str(&bad).unwrap();
+        assert!(e.check().is_err());
+        assert!(toml::from_str::<Experiment>(&format!("{EXP}\nbogus = 1")).is_err());
+        // A weight the scenario schema rejects.
+        let w = EXP.replace("target_weight = 305", "target_weight = 0");
+        let e: Experiment = toml::from_str(&w).unwrap();
+        assert!(e.check().is_err());
+    }
+
+    fn result(name: &str, index: f64, valid: bool) -> Value {
+        serde_json::json!({
+            "scenario": name, "policy": "stock", "kernel": "k", "guest_cpus": 2,
+            "duration_s": 10.0, "valid": valid, "problems": [],
+            "accounting": {"cpus": 2, "window_s": 10.0, "tasks_cpu_s": 15.0, "idle_s": 5.0, "ratio": 1.0},
+            "groups": [
+                {"kind": "vm", "name": "target", "instance": 0, "pid": 1, "vcpus": 1,
+                 "cpu_s": 8.0, "work": 1, "index": index, "wait_s": 2.0,
+                 "involuntary_switches": 500},
+                {"kind": "vm", "name": "dummy", "instance": 0, "pid": 2, "vcpus": 1,
+                 "cpu_s": 1.0, "work": 1, "index": null, "kthread_cpu_s": 0.5,
+                 "halt_poll_s": 0.1, "voluntary_switches": 1000},
+                {"kind": "vm", "name": "dummy", "instance": 1, "pid": 3, "vcpus": 1,
+                 "cpu_s": 1.0, "work": 1, "index": null, "kthread_cpu_s": 0.5,
+                 "halt_poll_s": 0.1, "voluntary_switches": 1000}
+            ]
+        })
+    }
+
+    #[test]
+    fn figures_of_a_run() {
+        let f = figures(&result("x", 50.0, true)).unwrap();
+        assert_eq!(f.target_index, Some(50.0));
+        assert!((f.target_cpu - 0.8).abs() < 1e-12);
+        assert!((f.target_wait - 0.2).abs() < 1e-12);
+        assert_eq!(f.target_preempt_per_s, Some(50.0));
+        assert!((f.dummies_cpu - 0.3).abs() < 1e-12);
+        assert!((f.dummies_halt_poll.unwrap() - 0.02).abs() < 1e-12);
+        assert_eq!(f.dummies_sleeps_per_s, Some(200.0));
+        assert_eq!(f.idle_cpu, Some(0.5));
+        assert!(figures(&serde_json::json!({"duration_s": 1.0, "groups": []})).is_err());
+    }
+
+    #[test]
+    fn points_are_normalised_to_the_solo_run() {
+        let e = exp();
+        let jobs = e.jobs();
+        let mut runs = BTreeMap::new();
+        for (name, idx, valid) in [
+            ("t-stock-solo-r1", 100.0, true),
+            ("t-stock-solo-r2", 80.0, true),
+            ("t-stock-idle4-r1", 45.0, true),
+            ("t-stock-idle4-r2", 63.0, true),
+            // Invalid runs never count.
+            ("t-stock-busy4-r1", 1000.0, false),
+        ] {
+            runs.insert(
+                name.to_string(),
+                figures(&result(name, idx, valid)).unwrap(),
+            );
+        }
+        let pts = points(&jobs, &runs);
+        let solo = pts
+            .iter()
+            .find(|p| p.policy == "stock" && p.dummies == 0)
+            .unwrap();
+        assert_eq!(solo.relative.unwrap().mean, 1.0);
+        let idle = pts
+            .iter()
+            .find(|p| p.policy == "stock" && p.kind == "idle")
+            .unwrap();
+        let rel = idle.relative.unwrap();
+        assert!((rel.mean - 0.6).abs() < 1e-12);
+        assert!((rel.min - 0.5).abs() < 1e-12 && (rel.max - 0.7).abs() < 1e-12);
+        assert_eq!((idle.valid, idle.runs), (2, 2));
+        let busy = pts
+            .iter()
+            .find(|p| p.policy == "stock" && p.kind == "busy")
+            .unwrap();
+        assert_eq!((busy.valid, busy.runs), (0, 1));
+        assert!(busy.index.is_none() && busy.relative.is_none());
+        // No solo run for this line: no relative figures.
+        assert!(pts
+            .iter()
+            .filter(|p| p.policy == "vmfair-w305")
+            .all(|p| p.relative.is_none()));
+        let svg = figure_svg(&e, &pts);
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert!(svg.contains("stock (idle)"));
+        let md = report_md(&e, &pts, &runs, &[], "k", &[]);
+        assert!(md.contains("| stock | 4 idle | 2/2 | 54.0 (45.0–63.0) | 0.60 (0.50–0.70) |"));
+    }
+}
