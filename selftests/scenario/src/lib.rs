@@ -78,7 +78,9 @@ pub enum Load {
     Idle,
     /// Like idle, meant with a larger `burst_us`.
     Bursty,
-    /// A benchmark with an index (not implemented yet).
+    /// The UnixBench-style suite (integer loop, memory copy, I/O round trips to the VMM),
+    /// looped for the whole window; the result's `index` is 10 × the geometric mean of the
+    /// sub-scores against fixed baselines.
     Bench,
 }
 
@@ -407,6 +409,41 @@ pub struct GroupResult {
     /// processes or when debugfs is not available.
     #[serde(default)]
     pub exits: Option<u64>,
+    /// Addition: time KVM spent halt-polling for this VM inside the window (debugfs
+    /// `halt_poll_success_ns + halt_poll_fail_ns`), seconds; part of `cpu_s`. `null` for host
+    /// processes or without debugfs.
+    #[serde(default)]
+    pub halt_poll_s: Option<f64>,
+    /// Addition: voluntary context switches (sleeps: HLT, waits) of all the process's threads
+    /// inside the window (`voluntary_ctxt_switches` of `/proc/<pid>/task/*/status`).
+    #[serde(default)]
+    pub voluntary_switches: Option<u64>,
+    /// Addition: involuntary context switches (preemptions) of all the process's threads
+    /// inside the window (`nonvoluntary_ctxt_switches`).
+    #[serde(default)]
+    pub involuntary_switches: Option<u64>,
+    /// Addition: the sub-test figures behind `index` (`load = "bench"`), empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bench: Vec<BenchScore>,
+}
+
+/// One sub-test of the `bench` load over the window (all vCPUs of the VM).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BenchScore {
+    /// Sub-test name (`arith`, `copy`, `io`).
+    pub test: String,
+    /// Unit of `rate` and `baseline`.
+    pub unit: String,
+    /// Operations completed in the window.
+    pub ops: u64,
+    /// Guest time (TSC) spent in the sub-test in the window, summed over vCPUs, seconds.
+    pub seconds: f64,
+    /// Sum over vCPUs of ops / seconds, in `unit`.
+    pub rate: f64,
+    /// Fixed reference rate, in `unit`.
+    pub baseline: f64,
+    /// `rate / baseline`.
+    pub score: f64,
 }
 
 /// The accounting identity over the window: CPU time of all tasks plus idle time should be
@@ -621,6 +658,18 @@ load = "busy"
                 io_work: 0,
                 kthread_cpu_s: 0.01,
                 exits: Some(42),
+                halt_poll_s: Some(0.25),
+                voluntary_switches: Some(10),
+                involuntary_switches: Some(3),
+                bench: vec![BenchScore {
+                    test: "arith".into(),
+                    unit: "loops/s".into(),
+                    ops: 100,
+                    seconds: 1.0,
+                    rate: 100.0,
+                    baseline: 10.0,
+                    score: 10.0,
+                }],
             }],
             valid: false,
             problems: vec!["vm a#0 vcpu 1: exit SHUTDOWN".into()],

@@ -131,6 +131,87 @@ std::arch::global_asm!(
     "    jb .Lvmfair_burst_loop",
     "    ret",
     "vmfair_idle_end:",
+    // bench (see bench.rs): esi = this vCPU's bench block; loop over passes of arith, copy
+    // and io, each timed with rdtsc and recorded under the block's sequence word.
+    ".globl vmfair_bench_start",
+    ".globl vmfair_bench_end",
+    "vmfair_bench_start:",
+    "    mov esi, edi",
+    "    shl esi, 7",
+    "    add esi, 0x10000",
+    ".Lvmfair_bench_pass:",
+    // arith: [esi] rounds of an integer chain.
+    "    call .Lvmfair_bench_t0",
+    "    mov ecx, dword ptr [esi]",
+    "    mov eax, 1",
+    "    mov edx, 7",
+    ".Lvmfair_bench_arith:",
+    "    imul eax, eax, 1103515245",
+    "    add eax, 12345",
+    "    xor edx, eax",
+    "    rol edx, 5",
+    "    add edx, ecx",
+    "    dec ecx",
+    "    jnz .Lvmfair_bench_arith",
+    "    mov dword ptr [esi + 72], edx",
+    "    mov ecx, dword ptr [esi]",
+    "    mov ebp, 16",
+    "    call .Lvmfair_bench_record",
+    // copy: [esi + 4] copies of [esi + 12] dwords from 0x20000 to 0x30000.
+    "    call .Lvmfair_bench_t0",
+    "    mov ebp, dword ptr [esi + 4]",
+    ".Lvmfair_bench_copy:",
+    "    push esi",
+    "    push edi",
+    "    mov ecx, dword ptr [esi + 12]",
+    "    mov esi, 0x20000",
+    "    mov edi, 0x30000",
+    "    cld",
+    "    rep movsd",
+    "    pop edi",
+    "    pop esi",
+    "    dec ebp",
+    "    jnz .Lvmfair_bench_copy",
+    "    mov ecx, dword ptr [esi + 4]",
+    "    mov ebp, 32",
+    "    call .Lvmfair_bench_record",
+    // io: [esi + 8] round trips to the VMM, each sending the next sequence number.
+    "    call .Lvmfair_bench_t0",
+    "    mov ebp, dword ptr [esi + 8]",
+    ".Lvmfair_bench_io:",
+    "    mov eax, dword ptr [esi + 96]",
+    "    inc eax",
+    "    mov dword ptr [esi + 96], eax",
+    "    mov dx, 0x500",
+    "    out dx, eax",
+    "    dec ebp",
+    "    jnz .Lvmfair_bench_io",
+    "    mov ecx, dword ptr [esi + 8]",
+    "    mov ebp, 48",
+    "    call .Lvmfair_bench_record",
+    // One more pass done.
+    "    add dword ptr [ebx], 1",
+    "    adc dword ptr [ebx + 4], 0",
+    "    jmp .Lvmfair_bench_pass",
+    // Start time of a sub-test into [esi + 80].
+    ".Lvmfair_bench_t0:",
+    "    rdtsc",
+    "    mov dword ptr [esi + 80], eax",
+    "    mov dword ptr [esi + 84], edx",
+    "    ret",
+    // Record at [esi + ebp]: ops += ecx, cycles += now - start; seq odd while updating.
+    ".Lvmfair_bench_record:",
+    "    rdtsc",
+    "    sub eax, dword ptr [esi + 80]",
+    "    sbb edx, dword ptr [esi + 84]",
+    "    add dword ptr [esi + 88], 1",
+    "    add dword ptr [esi + ebp], ecx",
+    "    adc dword ptr [esi + ebp + 4], 0",
+    "    add dword ptr [esi + ebp + 8], eax",
+    "    adc dword ptr [esi + ebp + 12], edx",
+    "    add dword ptr [esi + 88], 1",
+    "    ret",
+    "vmfair_bench_end:",
     ".code64",
     ".popsection",
 );
@@ -143,6 +224,8 @@ extern "C" {
     static vmfair_idle_apic_handler: u8;
     static vmfair_idle_spurious: u8;
     static vmfair_idle_end: u8;
+    static vmfair_bench_start: u8;
+    static vmfair_bench_end: u8;
 }
 
 /// An assembled guest program and the offsets of its interrupt handlers.
@@ -159,6 +242,15 @@ fn busy_program() -> &'static [u8] {
     unsafe {
         let start = std::ptr::addr_of!(vmfair_busy_start);
         let end = std::ptr::addr_of!(vmfair_busy_end);
+        std::slice::from_raw_parts(start, end as usize - start as usize)
+    }
+}
+
+fn bench_program() -> &'static [u8] {
+    // SAFETY: as in busy_program: labels of one section, start..end one immutable byte range.
+    unsafe {
+        let start = std::ptr::addr_of!(vmfair_bench_start);
+        let end = std::ptr::addr_of!(vmfair_bench_end);
         std::slice::from_raw_parts(start, end as usize - start as usize)
     }
 }
@@ -198,14 +290,26 @@ pub fn idt_limit(ticking: bool) -> u16 {
     }
 }
 
+/// Which guest program to build.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `busy`: count loop iterations.
+    Busy,
+    /// `idle`/`bursty`: halt between ticks.
+    Ticking,
+    /// `bench`: the suite of `bench.rs`.
+    Bench,
+}
+
 /// Writes the GDT, the program and (ticking loads) the IDT into zeroed guest RAM.
-pub fn build(mem: &SharedMem, ticking: bool) {
+pub fn build(mem: &SharedMem, kind: Kind) {
     let q = |gpa: u64, v: u64| mem.write_bytes(gpa as usize, &v.to_le_bytes());
     q(GDT_GPA + 8, 0x00cf_9b00_0000_ffff); // 32-bit code, DPL 0, 4 GiB
     q(GDT_GPA + 16, 0x00cf_9300_0000_ffff); // data, 4 GiB
-    if !ticking {
-        mem.write_bytes(CODE_GPA as usize, busy_program());
-        return;
+    match kind {
+        Kind::Busy => return mem.write_bytes(CODE_GPA as usize, busy_program()),
+        Kind::Bench => return mem.write_bytes(CODE_GPA as usize, bench_program()),
+        Kind::Ticking => {}
     }
     let p = idle_program();
     mem.write_bytes(CODE_GPA as usize, p.bytes);
@@ -258,6 +362,13 @@ mod tests {
             assert!(off > 0 && off < p.bytes.len());
         }
         assert_eq!(p.bytes[p.spurious], 0xcf); // iretd
+        let b = bench_program();
+        assert!(b.len() > 50 && (CODE_GPA as usize + b.len()) < GDT_GPA as usize);
+        // mov esi, edi; shl esi, 7: the bench block stride is 128.
+        assert_eq!(&b[..5], &[0x89, 0xfe, 0xc1, 0xe6, 0x07]);
+        assert_eq!(BENCH_STRIDE, 128);
+        assert_eq!(BENCH_GPA, 0x10000);
+        assert_eq!((BENCH_SRC_GPA, BENCH_DST_GPA), (0x20000, 0x30000));
     }
 
     #[test]

@@ -312,6 +312,20 @@ impl RunArea {
         unsafe { std::ptr::write_volatile(self.ptr.add(1), 1u8) };
     }
 
+    /// The little-endian value of `size` (1..=4) bytes at `offset`, if inside the mapping.
+    fn read_le(&self, offset: usize, size: usize) -> Option<u32> {
+        if size == 0 || size > 4 || offset.checked_add(size)? > self.len {
+            return None;
+        }
+        let mut v = 0u32;
+        for k in 0..size {
+            // SAFETY: offset + k < len (checked above), inside the mapping.
+            let b = unsafe { std::ptr::read_volatile(self.ptr.add(offset + k)) };
+            v |= u32::from(b) << (8 * k);
+        }
+        Some(v)
+    }
+
     /// Copies the fixed part of `struct kvm_run` (header plus exit union, 288 bytes).
     fn snapshot(&self) -> [u8; 288] {
         let mut out = [0u8; 288];
@@ -343,6 +357,14 @@ pub enum Exit {
     Interrupted,
     /// `KVM_RUN` failed with another errno.
     Errno(i32),
+    /// `KVM_EXIT_IO` for a one-item `out` of 1, 2 or 4 bytes: port, size and the value; the
+    /// description is kept for error messages.
+    IoOut {
+        port: u16,
+        size: u8,
+        value: u32,
+        desc: String,
+    },
     /// A real exit, with its `exit_reason` and decoded details.
     Reason(u32, String),
 }
@@ -504,6 +526,19 @@ impl Vcpu {
         if reason == 10 {
             return Exit::Interrupted;
         }
-        Exit::Reason(reason, describe_exit(reason, &b))
+        let desc = describe_exit(reason, &b);
+        // struct kvm_run.io: direction u8, size u8, port u16, count u32, data_offset u64.
+        if reason == 2 && b[32] == 1 && u32_at(&b, 36) == 1 {
+            let size = b[33];
+            if let Some(value) = self.run.read_le(u64_at(&b, 40) as usize, size as usize) {
+                return Exit::IoOut {
+                    port: u16_at(&b, 34),
+                    size,
+                    value,
+                    desc,
+                };
+            }
+        }
+        Exit::Reason(reason, desc)
     }
 }

@@ -14,9 +14,12 @@
 //! | 0x6000 | IDT |
 //! | 0x7000 + 64 * i | vCPU i's block: loop counter (u64), tick counter (u64), timer count (u32), burst cycles (u32) |
 //! | 0x8000 .. 0x10000 | stacks, 512 bytes per vCPU |
+//! | 0x10000 + 128 * i | `bench`: vCPU i's benchmark block (parameters and sub-test records, see `bench.rs`) |
+//! | 0x20000 .. 0x30000 | `bench`: source of the memory-copy test |
+//! | 0x30000 .. 0x40000 | `bench`: destination of the memory-copy test |
 
 /// Bytes of guest RAM.
-pub const GUEST_MEM_SIZE: usize = 0x10000;
+pub const GUEST_MEM_SIZE: usize = 0x40000;
 /// Guest code.
 pub const CODE_GPA: u64 = 0x1000;
 /// GDT.
@@ -42,6 +45,22 @@ pub fn counter_gpa(i: usize) -> u64 {
 /// Guest-physical address of vCPU `i`'s tick counter (idle/bursty loads).
 pub fn ticks_gpa(i: usize) -> u64 {
     counter_gpa(i) + 8
+}
+
+/// `bench`: per-vCPU benchmark blocks.
+pub const BENCH_GPA: u64 = 0x10000;
+/// `bench`: bytes between two vCPUs' benchmark blocks.
+pub const BENCH_STRIDE: u64 = 128;
+/// `bench`: source buffer of the memory-copy test.
+pub const BENCH_SRC_GPA: u64 = 0x20000;
+/// `bench`: destination buffer of the memory-copy test.
+pub const BENCH_DST_GPA: u64 = 0x30000;
+/// `bench`: room of each copy buffer.
+pub const BENCH_BUF_SIZE: u64 = 0x10000;
+
+/// Guest-physical address of vCPU `i`'s benchmark block.
+pub fn bench_gpa(i: usize) -> u64 {
+    BENCH_GPA + BENCH_STRIDE * i as u64
 }
 
 /// Bytes of the status area.
@@ -100,4 +119,7 @@ const _: () = assert!(ST_VCPU + ST_VCPU_STRIDE * MAX_THREADS <= ST_BUSY_CTR);
 const _: () = assert!(ST_BUSY_CTR + ST_BUSY_STRIDE * MAX_THREADS <= ST_MSG);
 const _: () = assert!(ST_MSG + ST_MSG_MAX <= STATUS_SIZE);
 const _: () = assert!(COUNTERS_GPA + COUNTER_STRIDE * MAX_THREADS as u64 <= STACKS_GPA);
-const _: () = assert!(STACKS_GPA + STACK_SIZE * MAX_THREADS as u64 <= GUEST_MEM_SIZE as u64);
+const _: () = assert!(STACKS_GPA + STACK_SIZE * MAX_THREADS as u64 <= BENCH_GPA);
+const _: () = assert!(BENCH_GPA + BENCH_STRIDE * MAX_THREADS as u64 <= BENCH_SRC_GPA);
+const _: () = assert!(BENCH_SRC_GPA + BENCH_BUF_SIZE <= BENCH_DST_GPA);
+const _: () = assert!(BENCH_DST_GPA + BENCH_BUF_SIZE <= GUEST_MEM_SIZE as u64);

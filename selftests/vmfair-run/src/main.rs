@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! vmfair-run scenario FILE.toml
-//! vmfair-run vmm --name N --vcpus K --load busy [--io-threads M] [--nice X] [--mem-file PATH]
+//! vmfair-run vmm --name N --vcpus K --load busy|idle|bursty|bench [--io-threads M] [--nice X] [--mem-file PATH]
 //!                [--tick-hz H --burst-us U]
 //! vmfair-run host --name N --threads T [--nice X] [--mem-file PATH]
 //! ```
@@ -24,6 +24,7 @@ macro_rules! say {
     }};
 }
 
+mod bench;
 mod guest;
 mod host;
 mod kvm;
@@ -39,7 +40,7 @@ use std::str::FromStr;
 
 const USAGE: &str = "usage:
   vmfair-run scenario FILE.toml
-  vmfair-run vmm --name N --vcpus K --load busy|idle|bursty [--io-threads M] [--nice X]
+  vmfair-run vmm --name N --vcpus K --load busy|idle|bursty|bench [--io-threads M] [--nice X]
                  [--mem-file PATH] [--tick-hz H --burst-us U]
   vmfair-run host --name N --threads T [--nice X] [--mem-file PATH]";
 

@@ -104,6 +104,17 @@ pub const KVM_DEBUGFS: &str = "/sys/kernel/debug/kvm";
 /// KVM's count of VM exits (all vCPUs, handled in the kernel or not) of the VMs of process
 /// `pid`, from debugfs; None if debugfs is not available.
 pub fn kvm_exits(pid: u32) -> Option<u64> {
+    kvm_stat(pid, &["exits"])
+}
+
+/// Nanoseconds KVM spent halt-polling for the VMs of process `pid` (successful and failed
+/// polls), from debugfs; None if not available.
+pub fn kvm_halt_poll_ns(pid: u32) -> Option<u64> {
+    kvm_stat(pid, &["halt_poll_success_ns", "halt_poll_fail_ns"])
+}
+
+/// Sum of KVM debugfs statistics `names` over the VMs of process `pid`.
+fn kvm_stat(pid: u32, names: &[&str]) -> Option<u64> {
     let prefix = format!("{pid}-");
     let mut total = None;
     for e in fs::read_dir(KVM_DEBUGFS).ok()?.flatten() {
@@ -111,10 +122,46 @@ pub fn kvm_exits(pid: u32) -> Option<u64> {
         if !name.to_string_lossy().starts_with(&prefix) {
             continue;
         }
-        let text = fs::read_to_string(e.path().join("exits")).ok()?;
-        *total.get_or_insert(0) += text.trim().parse::<u64>().ok()?;
+        for stat in names {
+            let text = fs::read_to_string(e.path().join(stat)).ok()?;
+            *total.get_or_insert(0) += text.trim().parse::<u64>().ok()?;
+        }
     }
     total
+}
+
+fn parse_switches(status: &str) -> Option<(u64, u64)> {
+    let field = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    Some((
+        field("voluntary_ctxt_switches:")?,
+        field("nonvoluntary_ctxt_switches:")?,
+    ))
+}
+
+/// Voluntary and involuntary context switches of all threads of `pid`, summed over
+/// `/proc/<pid>/task/*/status`; None if the process is gone.
+pub fn switches(pid: u32) -> Option<(u64, u64)> {
+    let tids = numeric_entries(&format!("/proc/{pid}/task"));
+    if tids.is_empty() {
+        return None;
+    }
+    let mut total = (0, 0);
+    for tid in tids {
+        if let Some((v, n)) = fs::read_to_string(format!("/proc/{pid}/task/{tid}/status"))
+            .ok()
+            .as_deref()
+            .and_then(parse_switches)
+        {
+            total.0 += v;
+            total.1 += n;
+        }
+    }
+    Some(total)
 }
 
 /// Idle time summed over CPUs, seconds (second field of `/proc/uptime`).
@@ -172,6 +219,14 @@ mod tests {
         assert_eq!(parse_cpu_list("0-1\n"), Some(2));
         assert_eq!(parse_cpu_list("0-3,5,7-8"), Some(7));
         assert_eq!(parse_cpu_list("x"), None);
+    }
+
+    #[test]
+    fn switch_counts() {
+        let text = "Name:\tx\nvoluntary_ctxt_switches:\t12\nnonvoluntary_ctxt_switches:\t3\n";
+        assert_eq!(parse_switches(text), Some((12, 3)));
+        assert_eq!(parse_switches("Name: x\n"), None);
+        assert!(switches(std::process::id()).is_some());
     }
 
     #[test]

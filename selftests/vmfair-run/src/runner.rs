@@ -10,6 +10,7 @@
 //! progress, that no process dies or hangs, and the accounting identity (CPU time of all tasks
 //! plus idle time ≈ CPUs × window). Any failure marks the result invalid with a problem string.
 
+use crate::bench;
 use crate::layout::*;
 use crate::procfs::{self, TaskStat};
 use crate::status::{map_state_file, Status};
@@ -64,6 +65,8 @@ struct Member {
     weight: u32,
     nice: i32,
     ticking: bool,
+    /// `load = "bench"`: the runner reads the suite's records.
+    bench: bool,
     child: Proc,
     pid: u32,
     status: Status,
@@ -127,6 +130,11 @@ struct Edge {
     work: Vec<Vec<u64>>,
     io_work: Vec<u64>,
     kvm_exits: Vec<Option<u64>>,
+    halt_poll_ns: Vec<Option<u64>>,
+    switches: Vec<Option<(u64, u64)>>,
+    /// Per member: the bench snapshots of its vCPUs (None: not a bench VM, or a vCPU whose
+    /// records could not be read consistently).
+    bench: Vec<Option<Vec<bench::Snapshot>>>,
 }
 
 struct Run {
@@ -208,12 +216,6 @@ fn setup_policy(scn: &Scenario) -> Result<(), String> {
 fn run_file(path: &str) -> Result<ScenarioResult, String> {
     let text = fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
     let scn = Scenario::from_toml_str(&text)?;
-    for vm in &scn.vm {
-        match vm.load {
-            Load::Busy | Load::Idle | Load::Bursty => {}
-            Load::Bench => return Err(format!("vm {}: load bench not implemented yet", vm.name)),
-        }
-    }
     if !scn.vm.is_empty() && !Path::new("/dev/kvm").exists() {
         return Err("/dev/kvm does not exist".into());
     }
@@ -344,6 +346,7 @@ impl Run {
                     weight: vm.weight,
                     nice: vm.nice,
                     ticking: matches!(vm.load, Load::Idle | Load::Bursty),
+                    bench: vm.load == Load::Bench,
                     child,
                     pid,
                     status: Status::new(Arc::new(mem), GUEST_MEM_SIZE),
@@ -395,6 +398,7 @@ impl Run {
                     weight: 0,
                     nice: h.nice,
                     ticking: false,
+                    bench: false,
                     child,
                     pid,
                     status: Status::new(Arc::new(mem), 0),
@@ -514,6 +518,31 @@ impl Run {
                 GroupKind::Host => None,
             })
             .collect();
+        let halt_poll_ns = self
+            .members
+            .iter()
+            .map(|m| match m.kind {
+                GroupKind::Vm => procfs::kvm_halt_poll_ns(m.pid),
+                GroupKind::Host => None,
+            })
+            .collect();
+        let switches = self
+            .members
+            .iter()
+            .map(|m| procfs::switches(m.pid))
+            .collect();
+        let bench = self
+            .members
+            .iter()
+            .map(|m| {
+                if !m.bench {
+                    return None;
+                }
+                (0..m.vcpus)
+                    .map(|i| bench::snapshot(&m.status, i))
+                    .collect::<Option<Vec<_>>>()
+            })
+            .collect();
         let idle_s = procfs::idle_s()?;
         let at = Instant::now();
         let tasks = procfs::tasks(None);
@@ -524,6 +553,9 @@ impl Run {
             work,
             io_work,
             kvm_exits,
+            halt_poll_ns,
+            switches,
+            bench,
         })
     }
 
@@ -631,6 +663,29 @@ impl Run {
                     m.label
                 ));
             }
+            let (index, bench_scores) = if m.bench {
+                match (&start.bench[k], &end.bench[k]) {
+                    (Some(s), Some(e)) => match bench::scores(s, e) {
+                        Ok(sc) => {
+                            let scores: Vec<f64> = sc.iter().map(|x| x.score).collect();
+                            (bench::index(&scores), sc)
+                        }
+                        Err(e) => {
+                            self.problems.push(format!("{}: {e}", m.label));
+                            (None, Vec::new())
+                        }
+                    },
+                    _ => {
+                        self.problems.push(format!(
+                            "{}: bench records could not be read consistently",
+                            m.label
+                        ));
+                        (None, Vec::new())
+                    }
+                }
+            } else {
+                (None, Vec::new())
+            };
             let g = GroupResult {
                 kind: m.kind,
                 name: m.name.clone(),
@@ -639,7 +694,7 @@ impl Run {
                 vcpus: m.vcpus as u32,
                 cpu_s,
                 work,
-                index: None,
+                index,
                 wait_s: wait as f64 * 1e-9,
                 threads,
                 weight: m.weight,
@@ -650,17 +705,33 @@ impl Run {
                     (Some(s), Some(e)) => Some(e.saturating_sub(s)),
                     _ => None,
                 },
+                halt_poll_s: match (start.halt_poll_ns[k], end.halt_poll_ns[k]) {
+                    (Some(s), Some(e)) => Some(e.saturating_sub(s) as f64 * 1e-9),
+                    _ => None,
+                },
+                voluntary_switches: match (start.switches[k], end.switches[k]) {
+                    (Some(s), Some(e)) => Some(e.0.saturating_sub(s.0)),
+                    _ => None,
+                },
+                involuntary_switches: match (start.switches[k], end.switches[k]) {
+                    (Some(s), Some(e)) => Some(e.1.saturating_sub(s.1)),
+                    _ => None,
+                },
+                bench: bench_scores,
             };
             log(&format!(
                 "{:<24} cpu {:7.3} s  wait {:7.3} s  kthreads {:6.3} s  work {:>11} ({:.1} M/s)  \
-                 exits {}",
+                 exits {}  preempted {}{}",
                 m.label,
                 g.cpu_s,
                 g.wait_s,
                 g.kthread_cpu_s,
                 g.work,
                 g.work as f64 / window_s / 1e6,
-                g.exits.map_or("-".to_string(), |e| e.to_string())
+                g.exits.map_or("-".to_string(), |e| e.to_string()),
+                g.involuntary_switches
+                    .map_or("-".to_string(), |e| e.to_string()),
+                g.index.map_or(String::new(), |i| format!("  index {i:.2}"))
             ));
             groups.push(g);
         }

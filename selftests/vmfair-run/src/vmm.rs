@@ -7,6 +7,7 @@
 //! EINTR/`KVM_EXIT_INTR` (the VMM kicks its vCPUs that way to stop). Anything else is reported
 //! on stderr and in the status area, the vCPU stops, and the VMM exits with status 3.
 
+use crate::bench;
 use crate::guest;
 use crate::kvm::{Exit, Kvm, Regs, Segment, Sregs, Vcpu};
 use crate::layout::*;
@@ -24,6 +25,8 @@ pub enum GuestLoad {
     Busy,
     /// HLT between PIT ticks, `burst_us` of work per tick (idle and bursty).
     Ticking,
+    /// The benchmark suite of `bench.rs`: round trips to the VMM on the bench port.
+    Bench,
 }
 
 /// Exit status when a vCPU saw a bad exit.
@@ -81,18 +84,37 @@ fn protected_mode_sregs(mut s: Sregs, idt_limit: u16) -> Sregs {
     s
 }
 
-fn vcpu_loop(vcpu: Vcpu, i: usize, name: &str, status: &Status) {
+fn vcpu_loop(vcpu: Vcpu, i: usize, name: &str, status: &Status, load: GuestLoad) {
     status.set_vcpu(i, 0, u64::from(sys::gettid()));
     status.set_vcpu(i, 1, STATE_RUNNING);
     let mut exits = 0u64;
+    // bench: the sequence number the guest sends next on the bench port.
+    let mut io_seq = 1u32;
     while !sys::stop_requested() {
         let exit = vcpu.run();
         exits += 1;
         status.set_vcpu(i, 2, exits);
         let what = match exit {
             Exit::Interrupted => continue,
+            Exit::IoOut {
+                port: bench::BENCH_PORT,
+                size: 4,
+                value,
+                ..
+            } if load == GuestLoad::Bench && value == io_seq => {
+                io_seq = io_seq.wrapping_add(1);
+                continue;
+            }
+            Exit::IoOut {
+                port: bench::BENCH_PORT,
+                size: 4,
+                value,
+                desc,
+            } if load == GuestLoad::Bench => {
+                format!("{desc}: bench round trip {value}, expected {io_seq}")
+            }
             Exit::Errno(e) => format!("KVM_RUN failed: {}", std::io::Error::from_raw_os_error(e)),
-            Exit::Reason(_, desc) => desc,
+            Exit::IoOut { desc, .. } | Exit::Reason(_, desc) => desc,
         };
         let rip = vcpu
             .regs()
@@ -145,7 +167,7 @@ pub fn main(opts: &Opts) -> Result<i32, String> {
     let load = match opts.get("load").unwrap_or("busy") {
         "busy" => GuestLoad::Busy,
         "idle" | "bursty" => GuestLoad::Ticking,
-        "bench" => return Err("load bench not implemented yet".into()),
+        "bench" => GuestLoad::Bench,
         other => return Err(format!("unknown load {other:?}")),
     };
     let tick = if load == GuestLoad::Ticking {
@@ -181,7 +203,14 @@ pub fn main(opts: &Opts) -> Result<i32, String> {
 
     let setup = || -> Result<Vec<Vcpu>, String> {
         mem.write_bytes(0, &vec![0u8; GUEST_MEM_SIZE]);
-        guest::build(&mem, load == GuestLoad::Ticking);
+        guest::build(
+            &mem,
+            match load {
+                GuestLoad::Busy => guest::Kind::Busy,
+                GuestLoad::Ticking => guest::Kind::Ticking,
+                GuestLoad::Bench => guest::Kind::Bench,
+            },
+        );
         let kvm = Kvm::open().map_err(|e| e.to_string())?;
         let vm = kvm.create_vm().map_err(|e| format!("KVM_CREATE_VM: {e}"))?;
         let _ = vm.set_tss_addr(0xfffb_d000);
@@ -223,6 +252,10 @@ pub fn main(opts: &Opts) -> Result<i32, String> {
                         .map_err(|e| format!("KVM_SET_MP_STATE: {e}"))?;
                 }
             }
+            if load == GuestLoad::Bench {
+                let khz = v.tsc_khz().map_err(|e| format!("KVM_GET_TSC_KHZ: {e}"))?;
+                bench::set_params(&mem, i, khz);
+            }
             v.set_regs(&regs)
                 .map_err(|e| format!("KVM_SET_REGS: {e}"))?;
             out.push(v);
@@ -247,7 +280,7 @@ pub fn main(opts: &Opts) -> Result<i32, String> {
         let n = name.clone();
         let h = std::thread::Builder::new()
             .name(format!("vcpu{i}"))
-            .spawn(move || vcpu_loop(vcpu, i, &n, &st))
+            .spawn(move || vcpu_loop(vcpu, i, &n, &st, load))
             .map_err(|e| format!("spawn vcpu thread: {e}"))?;
         vcpu_threads.push((h, run));
     }
