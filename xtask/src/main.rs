@@ -19,6 +19,7 @@ use util::{info, phase, Ctx};
 const USAGE: &str = "usage: cargo xtask <command>
   toolchain          check and install the build toolchain
   source             fetch, verify and extract the kernel source
+  source --from-archive  download the pinned package from Debian's archive
   patch              apply patches/series to the source tree
   config             generate and check the kernel config
   kernel             build bzImage (incremental)
@@ -57,6 +58,9 @@ fn real_main() -> Result<()> {
     let t0 = std::time::Instant::now();
     match cmd.as_str() {
         "toolchain" => toolchain::ensure(&ctx)?,
+        "source" if rest.first().map(String::as_str) == Some("--from-archive") => {
+            source::fetch_from_archive(&ctx)?;
+        }
         "source" => source::ensure(&ctx)?,
         "patch" => {
             toolchain::ensure(&ctx)?;

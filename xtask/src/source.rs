@@ -122,6 +122,19 @@ fn locate_deb(ctx: &Ctx) -> Result<PathBuf> {
     Ok(dl)
 }
 
+/// Download the pinned package from Debian's archive into the cache and
+/// verify it, whatever other copies exist (`cargo xtask source
+/// --from-archive`: checks the fallback path a machine without
+/// ../shared/kernel takes).
+pub fn fetch_from_archive(ctx: &Ctx) -> Result<PathBuf> {
+    let dl = ctx.cache.join("dl").join(util::deb_file_name());
+    let _ = std::fs::remove_file(&dl);
+    download(ctx, &dl)?;
+    verify(&dl)?;
+    info(&format!("{} downloaded and verified", dl.display()));
+    Ok(dl)
+}
+
 fn verify(deb: &Path) -> Result<()> {
     let got = util::sha256_file(deb)?;
     if got != DEB_SHA256 {
