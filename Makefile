@@ -25,6 +25,11 @@ demo:
 test:
 	$(XTASK) test
 
+# The study's full sweep (qemu-test/experiments/bench.toml) into results/bench/.
+.PHONY: bench
+bench:
+	$(XTASK) bench
+
 toolchain source patch config kernel module initramfs:
 	$(XTASK) $@
 

@@ -264,6 +264,8 @@ pub struct RunFigures {
     /// Idle CPU / window.
     pub idle_cpu: Option<f64>,
     pub problems: Vec<String>,
+    /// Boot the run was in (runs of one boot share the host's conditions).
+    pub boot: usize,
 }
 
 /// Extracts the report's figures from a result JSON.
@@ -294,7 +296,7 @@ pub fn figures(v: &Value) -> Result<RunFigures> {
         dummies_cpu: dummies
             .iter()
             .map(|g| f(g, "cpu_s") + f(g, "kthread_cpu_s"))
-            .sum::<f64>()
+            .fold(0.0, |a, b| a + b)
             / window_s,
         dummies_halt_poll: if dummies.is_empty() {
             None
@@ -313,6 +315,7 @@ pub fn figures(v: &Value) -> Result<RunFigures> {
             .flatten()
             .filter_map(|p| p.as_str().map(String::from))
             .collect(),
+        boot: 0,
     })
 }
 
@@ -337,15 +340,6 @@ impl Stat {
             max: xs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
         })
     }
-
-    fn scaled(self, k: f64) -> Stat {
-        Stat {
-            n: self.n,
-            mean: self.mean * k,
-            min: self.min * k,
-            max: self.max * k,
-        }
-    }
 }
 
 /// One point of the sweep: all valid repetitions of (policy, kind, dummies).
@@ -357,8 +351,16 @@ pub struct Point {
     pub runs: usize,
     pub valid: usize,
     pub index: Option<Stat>,
-    /// Index relative to the mean solo index of the same policy line.
+    /// Index relative to the mean solo index of the same boot (see
+    /// `points`).
     pub relative: Option<Stat>,
+    /// Index per CPU-second of the target (index / target CPU).
+    pub index_per_cpu: Option<Stat>,
+    /// `index_per_cpu` relative to the solo runs' (same boot): how fast the target's
+    /// CPU time itself ran. Below 1 the emulated CPU was slower (both guest
+    /// CPUs share one host thread under single-threaded TCG), which is not
+    /// the scheduler's doing.
+    pub speed: Option<Stat>,
     pub target_cpu: Option<Stat>,
     pub target_wait: Option<Stat>,
     pub target_preempt_per_s: Option<Stat>,
@@ -368,9 +370,39 @@ pub struct Point {
     pub idle_cpu: Option<Stat>,
 }
 
-/// Groups runs into points (in the order of the jobs) and normalises each
-/// policy line to its own solo mean.
+/// Groups runs into points (in the order of the jobs). A run's index is
+/// taken relative to the mean solo index (all policy lines) of the runs in
+/// the same boot, so that the host's speed, which varies between boots
+/// (the emulation shares the host with other work), cancels out; without a
+/// valid solo run in its boot, to the mean of all solo runs.
 pub fn points(jobs: &[Job], runs: &BTreeMap<String, RunFigures>) -> Vec<Point> {
+    let ok = |r: &&RunFigures| r.valid && r.target_index.is_some();
+    let per_cpu = |r: &RunFigures| {
+        r.target_index
+            .filter(|_| r.target_cpu > 0.0)
+            .map(|i| i / r.target_cpu)
+    };
+    // Solo runs: (boot, index, index per CPU).
+    let solos: Vec<(usize, f64, Option<f64>)> = jobs
+        .iter()
+        .filter(|j| j.dummies == 0)
+        .filter_map(|j| runs.get(&j.name))
+        .filter(ok)
+        .map(|r| (r.boot, r.target_index.unwrap_or(0.0), per_cpu(r)))
+        .collect();
+    let mean = |xs: Vec<f64>| Stat::of(&xs).map(|s| s.mean).filter(|m| *m > 0.0);
+    let solo_of = |boot: usize| -> (Option<f64>, Option<f64>) {
+        let same: Vec<_> = solos.iter().filter(|s| s.0 == boot).collect();
+        let pick = if same.is_empty() {
+            solos.iter().collect()
+        } else {
+            same
+        };
+        (
+            mean(pick.iter().map(|s| s.1).collect()),
+            mean(pick.iter().filter_map(|s| s.2).collect()),
+        )
+    };
     let mut keys: Vec<(String, String, u32)> = Vec::new();
     for j in jobs {
         let k = (j.policy.clone(), j.kind.clone(), j.dummies);
@@ -378,30 +410,27 @@ pub fn points(jobs: &[Job], runs: &BTreeMap<String, RunFigures>) -> Vec<Point> {
             keys.push(k);
         }
     }
-    let mut out: Vec<Point> = keys
-        .into_iter()
+    keys.into_iter()
         .map(|(policy, kind, dummies)| {
             let all: Vec<&RunFigures> = jobs
                 .iter()
                 .filter(|j| j.policy == policy && j.kind == kind && j.dummies == dummies)
                 .filter_map(|j| runs.get(&j.name))
                 .collect();
-            let ok: Vec<&RunFigures> = all
-                .iter()
-                .copied()
-                .filter(|r| r.valid && r.target_index.is_some())
-                .collect();
+            let good: Vec<&RunFigures> = all.iter().copied().filter(ok).collect();
             let st = |f: &dyn Fn(&RunFigures) -> Option<f64>| {
-                Stat::of(&ok.iter().filter_map(|r| f(r)).collect::<Vec<_>>())
+                Stat::of(&good.iter().filter_map(|r| f(r)).collect::<Vec<_>>())
             };
             Point {
                 policy,
                 kind,
                 dummies,
                 runs: all.len(),
-                valid: ok.len(),
+                valid: good.len(),
                 index: st(&|r| r.target_index),
-                relative: None,
+                relative: st(&|r| Some(r.target_index? / solo_of(r.boot).0?)),
+                index_per_cpu: st(&|r| per_cpu(r)),
+                speed: st(&|r| Some(per_cpu(r)? / solo_of(r.boot).1?)),
                 target_cpu: st(&|r| Some(r.target_cpu)),
                 target_wait: st(&|r| Some(r.target_wait)),
                 target_preempt_per_s: st(&|r| r.target_preempt_per_s),
@@ -411,20 +440,7 @@ pub fn points(jobs: &[Job], runs: &BTreeMap<String, RunFigures>) -> Vec<Point> {
                 idle_cpu: st(&|r| r.idle_cpu),
             }
         })
-        .collect();
-    let solo: BTreeMap<String, f64> = out
-        .iter()
-        .filter(|p| p.dummies == 0)
-        .filter_map(|p| Some((p.policy.clone(), p.index?.mean)))
-        .collect();
-    for p in &mut out {
-        if let (Some(i), Some(s)) = (p.index, solo.get(&p.policy)) {
-            if *s > 0.0 {
-                p.relative = Some(i.scaled(1.0 / s));
-            }
-        }
-    }
-    out
+        .collect()
 }
 
 fn fmt_stat(s: Option<Stat>, prec: usize) -> String {
@@ -474,18 +490,22 @@ pub fn report_md(
     let _ = writeln!(
         s,
         "Cells give the mean over the valid repetitions and, with more than one, (min–max). \
-         `rel` is the target's index over the mean solo index of the same policy line. CPU \
+         `rel` is the target's index over the mean solo index (all policies) of the same \
+         boot, so that the host's speed, which varies between boots, cancels out. CPU \
          figures are in CPUs (CPU-seconds per second of window, out of {}); the dummies' \
          include their `kvm-pit` threads; halt-poll is part of it. `preempt/s` counts the \
-         target's involuntary context switches.\n",
+         target's involuntary context switches. `speed` is the target's index per CPU-second \
+         relative to solo: below 1, its CPU time itself ran slower (under single-threaded TCG \
+         both guest CPUs share one host thread), a loss the scheduler did not cause; \
+         `rel` ≈ target CPU share × speed.\n",
         exp.guest_cpus
     );
     let _ = writeln!(
         s,
-        "| policy | dummies | valid/runs | index | rel | target CPU | target wait | target \
-         preempt/s | dummies CPU | dummies halt-poll | dummies sleeps/s | idle CPU |"
+        "| policy | dummies | valid/runs | index | rel | target CPU | speed | target wait | \
+         target preempt/s | dummies CPU | dummies halt-poll | dummies sleeps/s | idle CPU |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for p in points {
         let d = if p.dummies == 0 {
             "0".to_string()
@@ -494,13 +514,14 @@ pub fn report_md(
         };
         let _ = writeln!(
             s,
-            "| {} | {d} | {}/{} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {d} | {}/{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             p.policy,
             p.valid,
             p.runs,
             fmt_stat(p.index, 1),
             fmt_stat(p.relative, 2),
             fmt_stat(p.target_cpu, 2),
+            fmt_stat(p.speed, 2),
             fmt_stat(p.target_wait, 2),
             fmt_stat(p.target_preempt_per_s, 0),
             fmt_stat(p.dummies_cpu, 2),
@@ -544,35 +565,76 @@ fn esc(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// `figure.svg`: relative index against dummies, one line per (policy,
-/// dummy kind), solid for the first kind and dashed for others, error bars
-/// from min to max of the repetitions.
+/// `figure.svg`: two panels against the number of dummies, one line per
+/// (policy, dummy kind), solid for the first kind and dashed for others,
+/// error bars from min to max of the repetitions. Top: the target's index
+/// relative to its solo run (the study's figure). Bottom: the target's CPU
+/// time per second of window, what the scheduler gave it.
 pub fn figure_svg(exp: &Experiment, points: &[Point]) -> String {
-    let (w, h) = (760.0, 460.0);
-    let (l, r, t, b) = (70.0, 190.0, 50.0, 60.0);
-    let pw = w - l - r;
-    let ph = h - t - b;
-    let xmax = exp.dummies.iter().copied().max().unwrap_or(1).max(1) as f64;
-    let ytop = points
-        .iter()
-        .filter_map(|p| p.relative.map(|s| s.max))
-        .fold(1.2f64, f64::max);
-    let ytop = (ytop * 5.0).ceil() / 5.0;
-    let x = |d: f64| l + pw * d / xmax;
-    let y = |v: f64| t + ph * (1.0 - v / ytop);
+    let (w, h) = (780.0, 760.0);
     let mut s = String::new();
     let _ = writeln!(
         s,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="13">"#
     );
     let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+    panel(
+        &mut s,
+        exp,
+        points,
+        40.0,
+        300.0,
+        &format!(
+            "Target VM's bench index relative to its solo run ({} guest CPUs)",
+            exp.guest_cpus
+        ),
+        "index / solo index",
+        |p| p.relative,
+        true,
+    );
+    panel(
+        &mut s,
+        exp,
+        points,
+        420.0,
+        280.0,
+        "Target VM's CPU (CPU-seconds per second; it can use at most 1)",
+        "target CPU",
+        |p| p.target_cpu,
+        false,
+    );
+    s.push_str("</svg>\n");
+    s
+}
+
+#[allow(clippy::too_many_arguments)]
+fn panel(
+    s: &mut String,
+    exp: &Experiment,
+    points: &[Point],
+    t: f64,
+    ph: f64,
+    title: &str,
+    ylabel: &str,
+    sel: fn(&Point) -> Option<Stat>,
+    legend_on: bool,
+) {
+    let (l, pw) = (70.0, 520.0);
+    let xmax = exp.dummies.iter().copied().max().unwrap_or(1).max(1) as f64;
+    let ytop = points
+        .iter()
+        .filter_map(|p| sel(p).map(|s| s.max))
+        .fold(1.2f64, f64::max);
+    let ytop = (ytop * 5.0).ceil() / 5.0;
+    let x = |d: f64| l + pw * d / xmax;
+    let y = |v: f64| t + ph * (1.0 - v / ytop);
     let _ = writeln!(
         s,
-        r#"<text x="{}" y="24" text-anchor="middle" font-size="15">Target VM's bench index relative to its solo run ({} guest CPUs)</text>"#,
+        r#"<text x="{}" y="{:.1}" text-anchor="middle" font-size="15">{}</text>"#,
         l + pw / 2.0,
-        exp.guest_cpus
+        t - 14.0,
+        esc(title)
     );
-    // Grid and y ticks.
     let mut v = 0.0;
     while v <= ytop + 1e-9 {
         let yy = y(v);
@@ -610,12 +672,13 @@ pub fn figure_svg(exp: &Experiment, points: &[Point]) -> String {
         s,
         r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">dummy VMs beside the target</text>"#,
         l + pw / 2.0,
-        h - 18.0
+        t + ph + 40.0
     );
     let _ = writeln!(
         s,
-        r#"<text transform="translate(20,{:.1}) rotate(-90)" text-anchor="middle">index / solo index</text>"#,
-        t + ph / 2.0
+        r#"<text transform="translate(20,{:.1}) rotate(-90)" text-anchor="middle">{}</text>"#,
+        t + ph / 2.0,
+        esc(ylabel)
     );
     let mut legend = 0;
     for (pi, pol) in exp.policy.iter().enumerate() {
@@ -623,19 +686,22 @@ pub fn figure_svg(exp: &Experiment, points: &[Point]) -> String {
         for (ki, kind) in exp.dummy_kinds.iter().enumerate() {
             let dash = if ki == 0 {
                 ""
-            } else {
+            } else if ki == 1 {
                 r#" stroke-dasharray="6,4""#
+            } else {
+                r#" stroke-dasharray="2,3""#
             };
             let mut pts: Vec<(f64, Stat)> = points
                 .iter()
                 .filter(|p| p.policy == pol.name && (p.dummies == 0 || &p.kind == kind))
-                .filter_map(|p| Some((p.dummies as f64, p.relative?)))
+                .filter_map(|p| Some((p.dummies as f64, sel(p)?)))
                 .collect();
             pts.sort_by(|a, b| a.0.total_cmp(&b.0));
             if pts.is_empty() {
                 continue;
             }
-            // Spread the error bars of the lines a little so they do not hide each other.
+            // Spread the lines a little so their error bars do not hide
+            // each other.
             let off = (legend as f64 - 2.0) * 2.5;
             let path: Vec<String> = pts
                 .iter()
@@ -668,32 +734,34 @@ pub fn figure_svg(exp: &Experiment, points: &[Point]) -> String {
                     y(st.mean)
                 );
             }
-            let ly = t + 10.0 + 20.0 * legend as f64;
-            let lx = l + pw + 15.0;
-            let label = if exp.dummy_kinds.len() > 1 {
-                format!("{} ({kind})", pol.name)
-            } else {
-                pol.name.clone()
-            };
-            let _ = writeln!(
-                s,
-                r#"<line x1="{lx:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{color}" stroke-width="2"{dash}/><text x="{:.1}" y="{:.1}">{}</text>"#,
-                lx + 28.0,
-                lx + 34.0,
-                ly + 4.0,
-                esc(&label)
-            );
+            if legend_on {
+                let ly = t + 10.0 + 20.0 * legend as f64;
+                let lx = l + pw + 15.0;
+                let label = if exp.dummy_kinds.len() > 1 {
+                    format!("{} ({kind})", pol.name)
+                } else {
+                    pol.name.clone()
+                };
+                let _ = writeln!(
+                    s,
+                    r#"<line x1="{lx:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{color}" stroke-width="2"{dash}/><text x="{:.1}" y="{:.1}">{}</text>"#,
+                    lx + 28.0,
+                    lx + 34.0,
+                    ly + 4.0,
+                    esc(&label)
+                );
+            }
             legend += 1;
         }
     }
-    let _ = writeln!(
-        s,
-        r##"<text x="{:.1}" y="{:.1}" font-size="11" fill="#555">bars: min–max of repetitions</text>"##,
-        l + pw + 15.0,
-        t + 20.0 + 20.0 * legend as f64
-    );
-    s.push_str("</svg>\n");
-    s
+    if legend_on {
+        let _ = writeln!(
+            s,
+            r##"<text x="{:.1}" y="{:.1}" font-size="11" fill="#555">bars: min–max of repetitions</text>"##,
+            l + pw + 15.0,
+            t + 20.0 + 20.0 * legend as f64
+        );
+    }
 }
 
 /// Run (or only generate) an experiment; writes `results/<name>/`.
@@ -796,7 +864,8 @@ pub fn run(ctx: &Ctx, path: &Path, generate_only: bool) -> Result<PathBuf> {
                 }
                 (None, err) => (false, vec![err.unwrap_or_else(|| "no result".into())]),
             };
-            if let Some(Ok(f)) = fig {
+            if let Some(Ok(mut f)) = fig {
+                f.boot = boot_no;
                 if ok {
                     print_run(&f);
                 }
@@ -859,12 +928,20 @@ fn print_run(f: &RunFigures) {
 
 fn print_points(pts: &[Point]) {
     println!(
-        "{:<14} {:>10} {:>6} {:>22} {:>18} {:>11} {:>12} {:>10}",
-        "policy", "dummies", "valid", "index", "rel", "target CPU", "dummies CPU", "idle CPU"
+        "{:<14} {:>10} {:>6} {:>22} {:>18} {:>18} {:>18} {:>18} {:>18}",
+        "policy",
+        "dummies",
+        "valid",
+        "index",
+        "rel",
+        "target CPU",
+        "speed",
+        "dummies CPU",
+        "idle CPU"
     );
     for p in pts {
         println!(
-            "{:<14} {:>10} {:>6} {:>22} {:>18} {:>11} {:>12} {:>10}",
+            "{:<14} {:>10} {:>6} {:>22} {:>18} {:>18} {:>18} {:>18} {:>18}",
             p.policy,
             if p.dummies == 0 {
                 "0".to_string()
@@ -875,6 +952,7 @@ fn print_points(pts: &[Point]) {
             fmt_stat(p.index, 1),
             fmt_stat(p.relative, 2),
             fmt_stat(p.target_cpu, 2),
+            fmt_stat(p.speed, 2),
             fmt_stat(p.dummies_cpu, 2),
             fmt_stat(p.idle_cpu, 2)
         );
@@ -1052,6 +1130,43 @@ target_weight = 305
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("stock (idle)"));
         let md = report_md(&e, &pts, &runs, &[], "k", &[]);
-        assert!(md.contains("| stock | 4 idle | 2/2 | 54.0 (45.0–63.0) | 0.60 (0.50–0.70) |"));
+        assert!(md.contains(
+            "| stock | 4 idle | 2/2 | 54.0 (45.0–63.0) | 0.60 (0.50–0.70) | 0.80 (0.80–0.80) | \
+             0.60 (0.50–0.70) |"
+        ));
+    }
+
+    #[test]
+    fn each_run_is_normalised_within_its_boot() {
+        let e = exp();
+        let jobs = e.jobs();
+        let mut runs = BTreeMap::new();
+        // Boot 2 ran on a host twice as fast: the same loss must come out.
+        for (name, idx, boot) in [
+            ("t-stock-solo-r1", 100.0, 1),
+            ("t-vmfair-w305-solo-r1", 100.0, 1),
+            ("t-stock-idle4-r1", 50.0, 1),
+            ("t-stock-solo-r2", 200.0, 2),
+            ("t-stock-idle4-r2", 100.0, 2),
+            // No solo run in boot 3: the mean of all solo runs (133.3).
+            ("t-vmfair-w305-idle4-r2", 400.0 / 3.0, 3),
+        ] {
+            let mut f = figures(&result(name, idx, true)).unwrap();
+            f.boot = boot;
+            runs.insert(name.to_string(), f);
+        }
+        let pts = points(&jobs, &runs);
+        let find = |pol: &str, kind: &str| {
+            pts.iter()
+                .find(|p| p.policy == pol && p.kind == kind)
+                .unwrap()
+        };
+        let rel = find("stock", "idle").relative.unwrap();
+        assert!((rel.min - 0.5).abs() < 1e-12 && (rel.max - 0.5).abs() < 1e-12);
+        let rel = find("vmfair-w305", "idle").relative.unwrap();
+        assert!((rel.mean - 1.0).abs() < 1e-12);
+        // Same CPU everywhere: speed equals rel.
+        let sp = find("stock", "idle").speed.unwrap();
+        assert!((sp.mean - 0.5).abs() < 1e-12);
     }
 }
