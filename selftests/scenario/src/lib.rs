@@ -422,6 +422,11 @@ pub struct GroupResult {
     /// inside the window (`nonvoluntary_ctxt_switches`).
     #[serde(default)]
     pub involuntary_switches: Option<u64>,
+    /// Addition: wake-up placement and migration counters of the process's threads inside the
+    /// window (`nr_wakeups*`, `se.nr_migrations` of `/proc/<pid>/task/*/sched`, summed); only
+    /// when `kernel.sched_schedstats` = 1 (set it in `[sysctl]`), empty otherwise.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sched: BTreeMap<String, u64>,
     /// Addition: the sub-test figures behind `index` (`load = "bench"`), empty otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bench: Vec<BenchScore>,
@@ -661,6 +666,7 @@ load = "busy"
                 halt_poll_s: Some(0.25),
                 voluntary_switches: Some(10),
                 involuntary_switches: Some(3),
+                sched: BTreeMap::from([("nr_wakeups".to_string(), 5)]),
                 bench: vec![BenchScore {
                     test: "arith".into(),
                     unit: "loops/s".into(),

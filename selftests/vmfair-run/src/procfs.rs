@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 //! What the runner reads from /proc and /sys.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 
 /// Per-task scheduler figures from `/proc/<pid>/task/<tid>/schedstat`, in ns.
@@ -130,6 +130,73 @@ fn kvm_stat(pid: u32, names: &[&str]) -> Option<u64> {
     total
 }
 
+/// Counters of `/proc/<pid>/task/<tid>/sched` worth keeping: wake-up placement (`nr_wakeups*`,
+/// counted only while `kernel.sched_schedstats` = 1) and migrations.
+fn keep_sched_key(key: &str) -> bool {
+    key.starts_with("nr_wakeups") || key == "se.nr_migrations"
+}
+
+fn parse_sched(text: &str, into: &mut BTreeMap<String, u64>) {
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        let k = k.trim();
+        if keep_sched_key(k) {
+            if let Ok(n) = v.trim().parse::<u64>() {
+                *into.entry(k.to_string()).or_insert(0) += n;
+            }
+        }
+    }
+}
+
+/// Wake-up and migration counters of all threads of `pid`, summed (see `keep_sched_key`);
+/// empty if `/proc/<pid>/task/*/sched` is not there.
+pub fn sched_counters(pid: u32) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for tid in numeric_entries(&format!("/proc/{pid}/task")) {
+        if let Ok(text) = fs::read_to_string(format!("/proc/{pid}/task/{tid}/sched")) {
+            parse_sched(&text, &mut out);
+        }
+    }
+    out
+}
+
+/// Whether the scheduler statistics behind `nr_wakeups*` are being collected.
+pub fn schedstats_on() -> bool {
+    fs::read_to_string("/proc/sys/kernel/sched_schedstats").is_ok_and(|s| s.trim() == "1")
+}
+
+/// One line on the CPU topology and the scheduling domains of CPU 0, for the log.
+pub fn topology() -> String {
+    let rd = |p: &str| {
+        fs::read_to_string(p)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "?".into())
+    };
+    let mut doms = Vec::new();
+    for i in 0..8 {
+        let base = format!("/sys/kernel/debug/sched/domains/cpu0/domain{i}");
+        if !std::path::Path::new(&base).exists() {
+            break;
+        }
+        doms.push(format!(
+            "{}(flags {})",
+            rd(&format!("{base}/name")),
+            rd(&format!("{base}/flags"))
+        ));
+    }
+    let t = "/sys/devices/system/cpu/cpu0/topology";
+    format!(
+        "cpu0: package {} core_cpus {} die_cpus {} llc(cache index3 shared) {}; sched domains of cpu0: {}",
+        rd(&format!("{t}/physical_package_id")),
+        rd(&format!("{t}/core_cpus_list")),
+        rd(&format!("{t}/die_cpus_list")),
+        rd("/sys/devices/system/cpu/cpu0/cache/index3/shared_cpu_list"),
+        if doms.is_empty() { "none".to_string() } else { doms.join(" > ") }
+    )
+}
+
 fn parse_switches(status: &str) -> Option<(u64, u64)> {
     let field = |key: &str| {
         status
@@ -219,6 +286,24 @@ mod tests {
         assert_eq!(parse_cpu_list("0-1\n"), Some(2));
         assert_eq!(parse_cpu_list("0-3,5,7-8"), Some(7));
         assert_eq!(parse_cpu_list("x"), None);
+    }
+
+    #[test]
+    fn sched_lines() {
+        let text = "x (1, #threads: 1)\n----\nse.nr_migrations  :  4\nnr_wakeups  :  10\n\
+                    nr_wakeups_local :  7\nnr_switches : 99\nse.vruntime : 1.5\n";
+        let mut m = BTreeMap::new();
+        parse_sched(text, &mut m);
+        parse_sched(text, &mut m);
+        assert_eq!(m.len(), 3);
+        assert_eq!(
+            (
+                m["nr_wakeups"],
+                m["nr_wakeups_local"],
+                m["se.nr_migrations"]
+            ),
+            (20, 14, 8)
+        );
     }
 
     #[test]

@@ -132,6 +132,8 @@ struct Edge {
     kvm_exits: Vec<Option<u64>>,
     halt_poll_ns: Vec<Option<u64>>,
     switches: Vec<Option<(u64, u64)>>,
+    /// Per member: wake-up counters (empty without schedstats).
+    sched: Vec<std::collections::BTreeMap<String, u64>>,
     /// Per member: the bench snapshots of its vCPUs (None: not a bench VM, or a vCPU whose
     /// records could not be read consistently).
     bench: Vec<Option<Vec<bench::Snapshot>>>,
@@ -244,6 +246,7 @@ fn run_file(path: &str) -> Result<ScenarioResult, String> {
         let _ = sys::mount("debugfs", "/sys/kernel/debug");
     }
     setup_policy(&scn)?;
+    log(&procfs::topology());
 
     let dir = format!("/tmp/vmfair-run.{}", std::process::id());
     fs::create_dir_all(&dir).map_err(|e| format!("{dir}: {e}"))?;
@@ -531,6 +534,18 @@ impl Run {
             .iter()
             .map(|m| procfs::switches(m.pid))
             .collect();
+        let schedstats = procfs::schedstats_on();
+        let sched = self
+            .members
+            .iter()
+            .map(|m| {
+                if schedstats {
+                    procfs::sched_counters(m.pid)
+                } else {
+                    Default::default()
+                }
+            })
+            .collect();
         let bench = self
             .members
             .iter()
@@ -555,6 +570,7 @@ impl Run {
             kvm_exits,
             halt_poll_ns,
             switches,
+            sched,
             bench,
         })
     }
@@ -717,6 +733,13 @@ impl Run {
                     (Some(s), Some(e)) => Some(e.1.saturating_sub(s.1)),
                     _ => None,
                 },
+                sched: end.sched[k]
+                    .iter()
+                    .map(|(key, e)| {
+                        let s = start.sched[k].get(key).copied().unwrap_or(0);
+                        (key.clone(), e.saturating_sub(s))
+                    })
+                    .collect(),
                 bench: bench_scores,
             };
             log(&format!(
