@@ -46,6 +46,10 @@ pub struct Experiment {
     /// No new boot after this many minutes (reruns are given up first).
     #[serde(default)]
     pub max_minutes: Option<f64>,
+    /// Sysctls written in every scenario (e.g. `"kernel.sched_schedstats"
+    /// = 1` to collect wake-up placement counters).
+    #[serde(default)]
+    pub sysctl: BTreeMap<String, toml::Value>,
     pub target: VmDef,
     pub dummy: BTreeMap<String, VmDef>,
     pub policy: Vec<PolicyDef>,
@@ -172,7 +176,7 @@ impl Experiment {
                         let name = if d == 0 {
                             format!("{}-{}-solo-r{rep}", self.name, p.name)
                         } else {
-                            format!("{}-{}-{kind}{d}-r{rep}", self.name, p.name)
+                            format!("{}-{}-{kind}-{d}-r{rep}", self.name, p.name)
                         };
                         let toml = self.scenario_toml(&name, p, kind, d);
                         out.push(Job {
@@ -201,6 +205,12 @@ impl Experiment {
         let _ = writeln!(s, "duration_s = {}", toml_f64(self.duration_s));
         let _ = writeln!(s, "warmup_s = {}", toml_f64(self.warmup_s));
         let _ = writeln!(s, "policy = {:?}", p.policy());
+        if !self.sysctl.is_empty() {
+            let _ = writeln!(s, "\n[sysctl]");
+            for (k, v) in &self.sysctl {
+                let _ = writeln!(s, "{k:?} = {v}");
+            }
+        }
         let vm =
             |s: &mut String, name: &str, count: u32, v: &VmDef, w: Option<u32>, n: Option<i32>| {
                 let _ = writeln!(s, "\n[[vm]]\nname = {name:?}\ncount = {count}");
@@ -266,6 +276,10 @@ pub struct RunFigures {
     pub problems: Vec<String>,
     /// Boot the run was in (runs of one boot share the host's conditions).
     pub boot: usize,
+    /// Target's wake-up/migration counters per second (with schedstats).
+    pub target_sched: BTreeMap<String, f64>,
+    /// Dummies' wake-up/migration counters per second, summed.
+    pub dummies_sched: BTreeMap<String, f64>,
 }
 
 /// Extracts the report's figures from a result JSON.
@@ -316,7 +330,23 @@ pub fn figures(v: &Value) -> Result<RunFigures> {
             .filter_map(|p| p.as_str().map(String::from))
             .collect(),
         boot: 0,
+        target_sched: sched_rates(std::iter::once(target), window_s),
+        dummies_sched: sched_rates(dummies.iter().copied(), window_s),
     })
+}
+
+/// Sums the `sched` counters of result groups, per second of window.
+fn sched_rates<'a>(
+    groups: impl Iterator<Item = &'a Value>,
+    window_s: f64,
+) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for g in groups {
+        for (k, v) in g["sched"].as_object().into_iter().flatten() {
+            *out.entry(k.clone()).or_insert(0.0) += v.as_f64().unwrap_or(0.0) / window_s;
+        }
+    }
+    out
 }
 
 /// Mean, minimum and maximum.
@@ -443,6 +473,18 @@ pub fn points(jobs: &[Job], runs: &BTreeMap<String, RunFigures>) -> Vec<Point> {
         .collect()
 }
 
+/// The valid runs of a point (by scenario name prefix of the point's key).
+fn jobs_runs<'a>(p: &Point, runs: &'a BTreeMap<String, RunFigures>) -> Vec<&'a RunFigures> {
+    let tag = if p.dummies == 0 {
+        format!("-{}-solo-r", p.policy)
+    } else {
+        format!("-{}-{}-{}-r", p.policy, p.kind, p.dummies)
+    };
+    runs.values()
+        .filter(|r| r.valid && r.scenario.contains(&tag))
+        .collect()
+}
+
 fn fmt_stat(s: Option<Stat>, prec: usize) -> String {
     match s {
         None => "–".into(),
@@ -530,6 +572,56 @@ pub fn report_md(
             fmt_stat(p.idle_cpu, 2),
         );
     }
+    let placement: Vec<(&Point, f64, f64, f64, f64, f64)> = points
+        .iter()
+        .filter_map(|p| {
+            let f = |k: &str| {
+                let xs: Vec<f64> = jobs_runs(p, runs)
+                    .iter()
+                    .filter_map(|r| r.dummies_sched.get(k).copied())
+                    .collect();
+                Stat::of(&xs).map(|s| s.mean)
+            };
+            let t = |k: &str| {
+                let xs: Vec<f64> = jobs_runs(p, runs)
+                    .iter()
+                    .filter_map(|r| r.target_sched.get(k).copied())
+                    .collect();
+                Stat::of(&xs).map(|s| s.mean)
+            };
+            let w = f("nr_wakeups").filter(|w| *w > 0.0)?;
+            Some((
+                p,
+                w,
+                f("nr_wakeups_local").unwrap_or(0.0) / w,
+                f("nr_wakeups_migrate").unwrap_or(0.0) / w,
+                f("nr_wakeups_affine").unwrap_or(0.0) / w,
+                t("se.nr_migrations").unwrap_or(0.0),
+            ))
+        })
+        .collect();
+    if !placement.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nWake-up placement (`kernel.sched_schedstats` = 1): the dummies' wake-ups per \
+             second, the fraction woken from the CPU they were placed on (`local`), placed on \
+             another CPU than they last ran on (`migrate`), or pulled to the waker by \
+             wake-affine (`affine`); the target's migrations per second.\n"
+        );
+        let _ = writeln!(
+            s,
+            "| policy | dummies | dummy wake-ups/s | local | migrate | affine | target \
+             migrations/s |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+        for (p, w, local, migrate, affine, tmig) in placement {
+            let _ = writeln!(
+                s,
+                "| {} | {} {} | {w:.0} | {local:.2} | {migrate:.2} | {affine:.2} | {tmig:.1} |",
+                p.policy, p.dummies, p.kind
+            );
+        }
+    }
     let _ = writeln!(s, "\n![figure](figure.svg)\n");
     let n_valid = runs.values().filter(|r| r.valid).count();
     let _ = writeln!(
@@ -547,7 +639,10 @@ pub fn report_md(
         let _ = writeln!(s);
     }
     if !missing.is_empty() {
-        let _ = writeln!(s, "## Not run (time budget or failed boots)\n");
+        let _ = writeln!(
+            s,
+            "## Not run (still pending, or dropped for the time budget)\n"
+        );
         for m in missing {
             let _ = writeln!(s, "- `{m}`");
         }
@@ -764,6 +859,36 @@ fn panel(
     }
 }
 
+fn pending_names(pending: &[(String, u32)]) -> Vec<String> {
+    pending.iter().map(|(n, _)| n.clone()).collect()
+}
+
+/// Writes summary.json, report.md and figure.svg; returns the points.
+fn write_outputs(
+    exp: &Experiment,
+    out: &Path,
+    jobs: &[Job],
+    runs: &BTreeMap<String, RunFigures>,
+    invalid: &[(String, Vec<String>)],
+    kernel: &str,
+    missing: &[String],
+) -> Result<Vec<Point>> {
+    let pts = points(jobs, runs);
+    util::write(
+        &out.join("summary.json"),
+        serde_json::to_string_pretty(&serde_json::json!({
+            "experiment": exp.name,
+            "kernel": kernel,
+            "points": pts,
+            "runs": runs,
+        }))? + "\n",
+    )?;
+    let md = report_md(exp, &pts, runs, invalid, kernel, missing);
+    util::write(&out.join("report.md"), &md)?;
+    util::write(&out.join("figure.svg"), figure_svg(exp, &pts))?;
+    Ok(pts)
+}
+
 /// Run (or only generate) an experiment; writes `results/<name>/`.
 pub fn run(ctx: &Ctx, path: &Path, generate_only: bool) -> Result<PathBuf> {
     let exp = Experiment::load(path)?;
@@ -886,20 +1011,19 @@ pub fn run(ctx: &Ctx, path: &Path, generate_only: bool) -> Result<PathBuf> {
                 }
             }
         }
+        // Partial outputs after every boot, so that a sweep cut short
+        // still leaves its report.
+        write_outputs(
+            &exp,
+            &out,
+            &jobs,
+            &runs,
+            &invalid,
+            &kernel,
+            &pending_names(&pending),
+        )?;
     }
-    let pts = points(&jobs, &runs);
-    util::write(
-        &out.join("summary.json"),
-        serde_json::to_string_pretty(&serde_json::json!({
-            "experiment": exp.name,
-            "kernel": kernel,
-            "points": pts,
-            "runs": runs,
-        }))? + "\n",
-    )?;
-    let md = report_md(&exp, &pts, &runs, &invalid, &kernel, &missing);
-    util::write(&out.join("report.md"), &md)?;
-    util::write(&out.join("figure.svg"), figure_svg(&exp, &pts))?;
+    let pts = write_outputs(&exp, &out, &jobs, &runs, &invalid, &kernel, &missing)?;
     print_points(&pts);
     info(&format!(
         "experiment {} finished in {:.0} s: {}/report.md, figure.svg",
@@ -985,6 +1109,8 @@ duration_s = 5
 repetitions = 2
 dummies = [0, 4]
 dummy_kinds = ["idle", "busy"]
+[sysctl]
+"kernel.sched_schedstats" = 1
 [target]
 load = "bench"
 [dummy.idle]
@@ -1015,7 +1141,7 @@ target_weight = 305
         assert_eq!(jobs.len(), 2 * (1 + 2) * 2);
         let j = jobs
             .iter()
-            .find(|j| j.name == "t-vmfair-w305-idle4-r2")
+            .find(|j| j.name == "t-vmfair-w305-idle-4-r2")
             .unwrap();
         let s = vmfair_scenario::Scenario::from_toml_str(&j.toml).unwrap();
         assert_eq!(s.policy, vmfair_scenario::Policy::Vmfair);
@@ -1026,6 +1152,7 @@ target_weight = 305
             (4, 100, 20)
         );
         assert_eq!(s.duration_s, 5.0);
+        assert_eq!(s.sysctl["kernel.sched_schedstats"].to_string(), "1");
         assert!(jobs
             .iter()
             .any(|j| j.name == "t-stock-solo-r1" && j.dummies == 0));
@@ -1091,10 +1218,10 @@ target_weight = 305
         for (name, idx, valid) in [
             ("t-stock-solo-r1", 100.0, true),
             ("t-stock-solo-r2", 80.0, true),
-            ("t-stock-idle4-r1", 45.0, true),
-            ("t-stock-idle4-r2", 63.0, true),
+            ("t-stock-idle-4-r1", 45.0, true),
+            ("t-stock-idle-4-r2", 63.0, true),
             // Invalid runs never count.
-            ("t-stock-busy4-r1", 1000.0, false),
+            ("t-stock-busy-4-r1", 1000.0, false),
         ] {
             runs.insert(
                 name.to_string(),
@@ -1145,11 +1272,11 @@ target_weight = 305
         for (name, idx, boot) in [
             ("t-stock-solo-r1", 100.0, 1),
             ("t-vmfair-w305-solo-r1", 100.0, 1),
-            ("t-stock-idle4-r1", 50.0, 1),
+            ("t-stock-idle-4-r1", 50.0, 1),
             ("t-stock-solo-r2", 200.0, 2),
-            ("t-stock-idle4-r2", 100.0, 2),
+            ("t-stock-idle-4-r2", 100.0, 2),
             // No solo run in boot 3: the mean of all solo runs (133.3).
-            ("t-vmfair-w305-idle4-r2", 400.0 / 3.0, 3),
+            ("t-vmfair-w305-idle-4-r2", 400.0 / 3.0, 3),
         ] {
             let mut f = figures(&result(name, idx, true)).unwrap();
             f.boot = boot;
