@@ -49,3 +49,167 @@ mod policy_tests {
         assert_eq!(check_misc(), Ok(()));
     }
 }
+
+#[kernel::macros::kunit_tests(vmfair_groups)]
+mod group_tests {
+    use crate::glue::{self, Sleeper, VmGroup};
+    use kernel::prelude::*;
+
+    #[test]
+    fn attach_detach_kthread() -> Result {
+        let t = Sleeper::new()?;
+        let g = VmGroup::new(None)?;
+        assert!(!g.contains(t.task()));
+        glue::attach(t.task(), Some(&g))?;
+        assert!(g.contains(t.task()));
+        g.set_shares(2048)?;
+        // Attaching twice is a no-op.
+        glue::attach(t.task(), Some(&g))?;
+        assert!(g.contains(t.task()));
+        glue::attach(t.task(), None)?;
+        assert!(!g.contains(t.task()));
+        Ok(())
+    }
+
+    #[test]
+    fn move_between_groups() -> Result {
+        let t = Sleeper::new()?;
+        let a = VmGroup::new(None)?;
+        let b = VmGroup::new(None)?;
+        glue::attach(t.task(), Some(&a))?;
+        glue::attach(t.task(), Some(&b))?;
+        assert!(!a.contains(t.task()));
+        assert!(b.contains(t.task()));
+        // The process holds its own reference: dropping ours keeps the group alive.
+        drop(b);
+        glue::attach(t.task(), None)?;
+        assert!(!a.contains(t.task()));
+        Ok(())
+    }
+
+    #[test]
+    fn nested_group_outlives_class() -> Result {
+        let t = Sleeper::new()?;
+        let class = VmGroup::new(None)?;
+        class.set_shares(512)?;
+        let vm = VmGroup::new(Some(&class))?;
+        glue::attach(t.task(), Some(&vm))?;
+        assert!(vm.contains(t.task()));
+        // The child pins its parent.
+        drop(class);
+        assert!(vm.contains(t.task()));
+        glue::attach(t.task(), None)?;
+        drop(vm);
+        Ok(())
+    }
+
+    #[test]
+    fn stats_of_kthread() -> Result {
+        let t = Sleeper::new()?;
+        let st = glue::process_stats(t.task())?;
+        assert_eq!(st.threads, 1);
+        Ok(())
+    }
+}
+
+#[kernel::macros::kunit_tests(vmfair_registry)]
+mod registry_tests {
+    use crate::glue::Sleeper;
+    use crate::policy::ShareMode;
+    use crate::registry::{Created, Knobs, Registry};
+    use kernel::prelude::*;
+
+    fn tgid(s: &Sleeper) -> i32 {
+        s.task().tgid()
+    }
+
+    #[test]
+    fn life_cycle() -> Result {
+        let t = Sleeper::new()?;
+        let pid = tgid(&t);
+        let mut reg = Registry::new(Knobs::DEFAULT);
+        let created = reg.vm_created(0x1000, pid, Some(t.task()))?;
+        assert!(matches!(created, Created::NewProcess(p) if p == pid));
+        assert!(reg.in_group(pid, t.task()));
+        assert_eq!(reg.len(), 1);
+
+        // A second VM of the same process shares the entry and the group.
+        assert!(matches!(
+            reg.vm_created(0x2000, pid, Some(t.task()))?,
+            Created::Nothing
+        ));
+        assert_eq!(reg.len(), 1);
+        assert_eq!(reg.info(pid)?.vms, 2);
+
+        // vCPU threads are counted once per vCPU id.
+        reg.vcpu_thread(0x1000, pid, Some(t.task()), 0, t.task())?;
+        reg.vcpu_thread(0x1000, pid, Some(t.task()), 0, t.task())?;
+        reg.vcpu_thread(0x2000, pid, Some(t.task()), 1, t.task())?;
+        assert_eq!(reg.info(pid)?.vcpus, 2);
+
+        // Destroying the first VM keeps the entry; the last one removes it.
+        assert!(reg.vm_destroyed(0x1000).is_none());
+        assert!(reg.vm_destroyed(0x3000).is_none());
+        let vm = reg.vm_destroyed(0x2000);
+        assert!(vm.is_some());
+        assert_eq!(reg.len(), 0);
+        drop(vm);
+        assert!(!reg.in_group(pid, t.task()));
+        Ok(())
+    }
+
+    #[test]
+    fn weights() -> Result {
+        let t = Sleeper::new()?;
+        let pid = tgid(&t);
+        let mut reg = Registry::new(Knobs::DEFAULT);
+        reg.vm_created(1, pid, Some(t.task()))?;
+        assert_eq!(reg.info(pid)?.shares, 1024);
+        reg.set_weight(pid, 300)?;
+        assert_eq!(reg.info(pid)?.shares, 3072);
+        assert!(reg.info(pid)?.own_weight);
+        // Bad input changes nothing.
+        assert_eq!(reg.set_weight(pid, 0), Err(EINVAL));
+        assert_eq!(reg.set_weight(pid, 10001), Err(EINVAL));
+        assert_eq!(reg.set_weight(pid + 100000, 100), Err(ESRCH));
+        assert_eq!(reg.info(pid)?.weight, 300);
+        drop(reg.drain());
+        Ok(())
+    }
+
+    #[test]
+    fn knobs() -> Result {
+        let t = Sleeper::new()?;
+        let pid = tgid(&t);
+        let mut reg = Registry::new(Knobs::DEFAULT);
+        reg.vm_created(1, pid, Some(t.task()))?;
+        reg.vcpu_thread(1, pid, None, 0, t.task())?;
+        reg.vcpu_thread(1, pid, None, 1, t.task())?;
+
+        let mut k = reg.knobs();
+        k.enabled = false;
+        reg.set_knobs(k)?;
+        assert!(!reg.in_group(pid, t.task()));
+        assert_eq!(reg.info(pid)?.shares, 0);
+
+        k.enabled = true;
+        reg.set_knobs(k)?;
+        assert!(reg.in_group(pid, t.task()));
+
+        // A class group regroups every VM below it.
+        let before = reg.info(pid)?.group_id;
+        k.class_weight = 200;
+        reg.set_knobs(k)?;
+        assert!(reg.in_group(pid, t.task()));
+        assert!(reg.info(pid)?.group_id != before);
+
+        // Per-vCPU shares: two vCPUs weigh twice.
+        k.share_mode = ShareMode::PerVcpu;
+        k.default_weight = 50;
+        reg.set_knobs(k)?;
+        assert_eq!(reg.info(pid)?.shares, 1024);
+
+        drop(reg.drain());
+        Ok(())
+    }
+}

@@ -3,17 +3,27 @@
 //! vmfair: VM-aware fair scheduling.
 //!
 //! Makes each KVM virtual machine (one VMM process) one fairly weighted entity of the fair
-//! scheduler, whatever its number of vCPU and I/O threads.
+//! scheduler, whatever its number of vCPU and I/O threads. Needs a kernel with the vmfair patch
+//! series and `CONFIG_SCHED_VMFAIR=y` (see `Documentation/admin-guide/vmfair.rst`).
 //!
 //! The module is split by concern:
 //! - [`policy`]: pure arithmetic (weights, share modes, entitlement), shared with the host crate
 //!   `vmfair-policy`;
+//! - [`glue`]: the thin `unsafe` layer over the kernel's C interfaces;
+//! - [`registry`]: which processes run VMs, their vCPU threads, weights and groups;
+//! - [`interface`]: the sysctls and the KVM event handler;
 //! - `kunit`: the KUnit suites, run when the module is loaded on a `CONFIG_KUNIT=y` kernel.
+//!
+//! Loading adopts the VMs already running (KVM replays them to the new notifier); unloading
+//! returns every thread to the group it would have without vmfair.
 
 use kernel::prelude::*;
 
+mod glue;
+mod interface;
 #[allow(dead_code, unreachable_pub)]
 mod policy;
+mod registry;
 
 mod kunit;
 
@@ -25,22 +35,36 @@ module! {
     license: "GPL",
 }
 
-struct VmFair;
+struct VmFair {
+    core: Pin<KBox<glue::VmNotifier<interface::Core>>>,
+    sysctls: Option<glue::SysctlTable>,
+}
 
 impl kernel::Module for VmFair {
     fn init(_module: &'static ThisModule) -> Result<Self> {
+        let core = KBox::pin_init(glue::VmNotifier::new(interface::Core::new()), GFP_KERNEL)?;
+        // The sysctl handlers point into `core`, which is pinned and outlives the table (see
+        // `Drop`).
+        let sysctls = Some(core.listener().register_sysctls()?);
+        let this = VmFair { core, sysctls };
+        // Replays the running VMs: they are adopted before this returns.
+        this.core.as_ref().register()?;
         pr_info!(
-            "loaded (default weight {}, range {}..{})\n",
-            policy::WEIGHT_DEFAULT,
-            policy::WEIGHT_MIN,
-            policy::WEIGHT_MAX
+            "loaded: {} VM process(es) adopted, default weight {}\n",
+            this.core.listener().nr_vms(),
+            policy::WEIGHT_DEFAULT
         );
-        Ok(VmFair)
+        Ok(this)
     }
 }
 
 impl Drop for VmFair {
     fn drop(&mut self) {
-        pr_info!("unloaded\n");
+        // No KVM event after this returns.
+        self.core.as_ref().unregister();
+        let n = self.core.listener().release_all();
+        // Per-VM directories are gone; now the parent table.
+        self.sysctls = None;
+        pr_info!("unloaded: {} VM process(es) released\n", n);
     }
 }

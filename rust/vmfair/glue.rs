@@ -1,0 +1,482 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Kernel glue: thin safe wrappers over the C interfaces vmfair uses.
+//!
+//! Every `unsafe` block of the module lives in this file: VM groups
+//! (`<linux/sched/vmgroup.h>`), the KVM VM notifier (`<linux/kvm_vm_notifier.h>`), sysctl tables,
+//! task lookup, the EEVDF slice, and kernel threads for the KUnit suites. The registry and the
+//! interface are safe Rust on top of it.
+
+use core::{fmt, marker::PhantomPinned, ptr::NonNull};
+use kernel::{
+    bindings,
+    error::{from_err_ptr, to_result},
+    prelude::*,
+    str::CString,
+    sync::aref::ARef,
+    task::Task,
+    types::Opaque,
+};
+
+/// Returns a shared reference to the task behind `ptr`.
+///
+/// # Safety
+///
+/// `ptr` must point to a valid `task_struct` that stays valid for `'a`.
+unsafe fn task_ref<'a>(ptr: *mut bindings::task_struct) -> &'a Task {
+    // SAFETY: `Task` is a transparent wrapper of `task_struct`; validity is the caller's promise.
+    unsafe { &*ptr.cast::<Task>() }
+}
+
+/// An owned reference to a VM group (a `struct autogroup` with the VM flag).
+///
+/// # Invariants
+///
+/// `self.0` points to a VM group on which this object holds one reference.
+pub(crate) struct VmGroup(NonNull<bindings::autogroup>);
+
+// SAFETY: VM groups are reference counted with a kref, and the sched_vmgroup_*() functions may be
+// called from any task in process context.
+unsafe impl Send for VmGroup {}
+// SAFETY: See above; `&VmGroup` only allows calls that lock internally.
+unsafe impl Sync for VmGroup {}
+
+impl VmGroup {
+    /// Creates a VM group below `parent` (a class group), or below the root group. Sleeps.
+    pub(crate) fn new(parent: Option<&VmGroup>) -> Result<Self> {
+        let parent = parent.map_or(core::ptr::null_mut(), |p| p.0.as_ptr());
+        // SAFETY: `parent` is null or a VM group we hold a reference on (type invariant); we run in
+        // process context without spinlocks, as the function requires.
+        let ag = from_err_ptr(unsafe { bindings::sched_vmgroup_create(parent) })?;
+        // INVARIANT: sched_vmgroup_create() returned a group with one reference for us.
+        NonNull::new(ag).map(Self).ok_or(ENOMEM)
+    }
+
+    /// Sets the group's weight in scheduler shares (1024 = a nice-0 task). Sleeps.
+    pub(crate) fn set_shares(&self, shares: u64) -> Result {
+        let shares = c_ulong::try_from(shares).unwrap_or(c_ulong::MAX);
+        // SAFETY: `self.0` is a valid VM group (type invariant); process context.
+        to_result(unsafe { bindings::sched_vmgroup_set_shares(self.0.as_ptr(), shares) })
+    }
+
+    /// The group's number, as in `/vmgroup-<id>` in `/proc/sched_debug`.
+    pub(crate) fn id(&self) -> u64 {
+        // SAFETY: `self.0` is a valid VM group (type invariant).
+        unsafe { bindings::sched_vmgroup_id(self.0.as_ptr()) as u64 }
+    }
+
+    /// Whether `task` runs in this group now.
+    pub(crate) fn contains(&self, task: &Task) -> bool {
+        // SAFETY: both pointers are valid for the duration of the call.
+        unsafe { bindings::sched_vmgroup_task_in(task.as_ptr(), self.0.as_ptr()) }
+    }
+}
+
+impl Drop for VmGroup {
+    fn drop(&mut self) {
+        // SAFETY: we own one reference (type invariant) and give it back exactly once.
+        unsafe { bindings::sched_vmgroup_put(self.0.as_ptr()) };
+    }
+}
+
+/// Moves every thread of `task`'s process into `group`, or out of its VM group if `None`.
+///
+/// Threads in a non-root cpu cgroup stay where they are. Sleeps; fails with `ESRCH` if the
+/// process is exiting.
+pub(crate) fn attach(task: &Task, group: Option<&VmGroup>) -> Result {
+    let ag = group.map_or(core::ptr::null_mut(), |g| g.0.as_ptr());
+    // SAFETY: `task` is valid for the call; `ag` is null or a valid VM group.
+    to_result(unsafe { bindings::sched_vmgroup_attach(task.as_ptr(), ag) })
+}
+
+/// CPU use of a process.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct ProcStats {
+    /// CPU time of all threads, exited ones included, in ns.
+    pub(crate) cpu_ns: u64,
+    /// Run-queue wait of the live threads, in ns.
+    pub(crate) wait_ns: u64,
+    /// Live threads.
+    pub(crate) threads: u32,
+}
+
+/// Reads the CPU use of `task`'s process.
+pub(crate) fn process_stats(task: &Task) -> Result<ProcStats> {
+    let mut st = bindings::sched_vmgroup_stats::default();
+    // SAFETY: `task` is valid for the call and `st` is a valid, writable struct.
+    to_result(unsafe { bindings::sched_vmgroup_task_stats(task.as_ptr(), &mut st) })?;
+    Ok(ProcStats {
+        cpu_ns: st.cpu_ns,
+        wait_ns: st.wait_ns,
+        threads: st.nr_threads,
+    })
+}
+
+/// Scheduling policies of the fair class (`SCHED_NORMAL`, `SCHED_BATCH`, `SCHED_IDLE`).
+const FAIR_POLICIES: [u32; 3] = [
+    bindings::SCHED_NORMAL,
+    bindings::SCHED_BATCH,
+    bindings::SCHED_IDLE,
+];
+
+/// Sets the EEVDF slice of a fair-class thread to `slice_us` microseconds (0: kernel default),
+/// keeping its policy and nice value. Threads of other classes are left alone.
+pub(crate) fn set_slice(task: &Task, slice_us: u32) -> Result {
+    let p = task.as_ptr();
+    // SAFETY: `p` is a valid task; `policy` and `static_prio` are plain integers that only change
+    // through sched_setattr(), and a stale read only makes the call below restore a stale value.
+    let (policy, static_prio) = unsafe { ((*p).policy, (*p).static_prio) };
+    if !FAIR_POLICIES.contains(&policy) {
+        return Ok(());
+    }
+    let attr = bindings::sched_attr {
+        size: size_of::<bindings::sched_attr>() as u32,
+        sched_policy: policy,
+        // DEFAULT_PRIO is 120: static_prio 100..139 is nice -20..19.
+        sched_nice: static_prio - 120,
+        sched_runtime: u64::from(slice_us) * 1000,
+        ..Default::default()
+    };
+    // SAFETY: `p` is a valid task and `attr` a valid, initialised sched_attr.
+    to_result(unsafe { bindings::sched_setattr_nocheck(p, &attr) })
+}
+
+/// Whether the current task may change scheduling of other users' processes (`CAP_SYS_NICE`).
+pub(crate) fn may_change_weights() -> bool {
+    // SAFETY: FFI call without preconditions.
+    unsafe { bindings::capable(bindings::CAP_SYS_NICE as c_int) }
+}
+
+/// A KVM VM life cycle event.
+pub(crate) enum VmEvent<'a> {
+    /// A VM was created (or exists when the listener registers).
+    Create {
+        /// Opaque VM cookie.
+        vm: usize,
+        /// VMM thread group id.
+        tgid: i32,
+        /// VMM process, if still alive.
+        vmm: Option<&'a Task>,
+    },
+    /// A VM is being destroyed.
+    Destroy {
+        /// Opaque VM cookie.
+        vm: usize,
+    },
+    /// A vCPU is run by a new thread.
+    VcpuThread {
+        /// Opaque VM cookie.
+        vm: usize,
+        /// VMM thread group id.
+        tgid: i32,
+        /// VMM process, if still alive.
+        vmm: Option<&'a Task>,
+        /// vCPU id.
+        vcpu_id: i32,
+        /// The thread.
+        thread: &'a Task,
+    },
+}
+
+/// Receives KVM VM events.
+pub(crate) trait VmListener: Sync {
+    /// Called in process context, under KVM's notifier lock: may sleep, must not create or
+    /// destroy VMs.
+    fn event(&self, ev: VmEvent<'_>);
+}
+
+/// A KVM VM notifier delivering events to a `T`.
+///
+/// # Invariants
+///
+/// `nb` is registered with KVM only between [`VmNotifier::register`] and
+/// [`VmNotifier::unregister`] (or drop), and its callback is `Self::trampoline`.
+#[pin_data(PinnedDrop)]
+pub(crate) struct VmNotifier<T: VmListener> {
+    #[pin]
+    nb: Opaque<bindings::notifier_block>,
+    #[pin]
+    listener: T,
+    #[pin]
+    _pin: PhantomPinned,
+}
+
+// SAFETY: the notifier block is only read and written by KVM, under its notifier lock; we only
+// hand out its address. The listener is shared as `&T`, hence the bounds.
+unsafe impl<T: VmListener + Send> Send for VmNotifier<T> {}
+// SAFETY: as above.
+unsafe impl<T: VmListener + Sync> Sync for VmNotifier<T> {}
+
+impl<T: VmListener> VmNotifier<T> {
+    /// A notifier, not registered yet, around `listener`.
+    pub(crate) fn new<E>(listener: impl PinInit<T, E>) -> impl PinInit<Self, E> {
+        pin_init!(Self {
+            nb: Opaque::new(bindings::notifier_block {
+                notifier_call: Some(Self::trampoline),
+                next: core::ptr::null_mut(),
+                priority: 0,
+            }),
+            listener <- listener,
+            _pin: PhantomPinned,
+        }? E)
+    }
+
+    /// The listener.
+    pub(crate) fn listener(&self) -> &T {
+        &self.listener
+    }
+
+    /// Registers with KVM; existing VMs and vCPU threads are replayed to the listener before
+    /// this returns.
+    pub(crate) fn register(self: Pin<&Self>) -> Result {
+        // SAFETY: `nb` is pinned inside `self`, which unregisters it before it goes away.
+        to_result(unsafe { bindings::kvm_vm_notifier_register(self.nb.get()) })
+    }
+
+    /// Unregisters from KVM; once this returns the listener is not called any more. Harmless if
+    /// not registered.
+    pub(crate) fn unregister(self: Pin<&Self>) {
+        // SAFETY: `nb` is a valid notifier block; unregistering an unknown one is a no-op.
+        unsafe { bindings::kvm_vm_notifier_unregister(self.nb.get()) };
+    }
+
+    unsafe extern "C" fn trampoline(
+        nb: *mut bindings::notifier_block,
+        action: c_ulong,
+        data: *mut c_void,
+    ) -> c_int {
+        // SAFETY: KVM only calls this for `nb` fields of registered `VmNotifier<T>` (type
+        // invariant), which are pinned and alive while registered.
+        let this = unsafe { &*kernel::container_of!(Opaque::cast_from(nb).cast_mut(), Self, nb) };
+        // SAFETY: KVM passes a valid `struct kvm_vm_event` for the duration of the call.
+        let ev = unsafe { &*data.cast::<bindings::kvm_vm_event>() };
+        // SAFETY: task pointers in the event are null or valid for the duration of the call.
+        let vmm = NonNull::new(ev.vmm).map(|p| unsafe { task_ref(p.as_ptr()) });
+        let vm = ev.vm as usize;
+        let event = match action as u32 {
+            bindings::kvm_vm_event_type_KVM_VM_EVENT_CREATE => VmEvent::Create {
+                vm,
+                tgid: ev.vmm_tgid,
+                vmm,
+            },
+            bindings::kvm_vm_event_type_KVM_VM_EVENT_DESTROY => VmEvent::Destroy { vm },
+            bindings::kvm_vm_event_type_KVM_VM_EVENT_VCPU_THREAD => {
+                match NonNull::new(ev.vcpu_task) {
+                    // SAFETY: as above.
+                    Some(t) => VmEvent::VcpuThread {
+                        vm,
+                        tgid: ev.vmm_tgid,
+                        vmm,
+                        vcpu_id: ev.vcpu_id,
+                        thread: unsafe { task_ref(t.as_ptr()) },
+                    },
+                    None => return bindings::NOTIFY_DONE as c_int,
+                }
+            }
+            _ => return bindings::NOTIFY_DONE as c_int,
+        };
+        this.listener.event(event);
+        bindings::NOTIFY_OK as c_int
+    }
+}
+
+#[pinned_drop]
+impl<T: VmListener> PinnedDrop for VmNotifier<T> {
+    fn drop(self: Pin<&mut Self>) {
+        self.as_ref().unregister();
+    }
+}
+
+/// A text buffer for sysctl reads, on the heap (a read can be a page long).
+pub(crate) struct TextBuf {
+    buf: KVec<u8>,
+}
+
+impl TextBuf {
+    /// Largest content: one page, what a sysctl read hands out at most.
+    const MAX: usize = 4096;
+
+    pub(crate) fn new() -> Self {
+        Self { buf: KVec::new() }
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl fmt::Write for TextBuf {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if self.buf.len() + s.len() > Self::MAX {
+            return Err(fmt::Error);
+        }
+        self.buf
+            .extend_from_slice(s.as_bytes(), GFP_KERNEL)
+            .map_err(|_| fmt::Error)
+    }
+}
+
+/// The behaviour of a family of sysctl files; `key` tells the files apart.
+pub(crate) trait SysctlFile: Sync {
+    /// Formats the file's content.
+    fn show(&self, key: usize, out: &mut TextBuf) -> Result;
+    /// Applies a write of `input` (the whole write); an error changes nothing.
+    fn store(&self, key: usize, input: &[u8]) -> Result;
+}
+
+/// One file of a sysctl table: handled by `T`'s [`SysctlFile`] with `key`.
+///
+/// The `data` pointer must outlive the table it goes into; [`SysctlTable::register`] relies on
+/// its caller for that.
+pub(crate) fn sysctl_entry<T: SysctlFile>(
+    name: &'static CStr,
+    mode: u16,
+    data: &T,
+    key: usize,
+) -> bindings::ctl_table {
+    bindings::ctl_table {
+        procname: name.as_ptr().cast(),
+        data: core::ptr::from_ref(data).cast_mut().cast(),
+        maxlen: 0,
+        mode,
+        proc_handler: Some(sysctl_trampoline::<T>),
+        poll: core::ptr::null_mut(),
+        extra1: key as *mut c_void,
+        extra2: core::ptr::null_mut(),
+    }
+}
+
+unsafe extern "C" fn sysctl_trampoline<T: SysctlFile>(
+    table: *const bindings::ctl_table,
+    dir: c_int,
+    buf: *mut c_void,
+    lenp: *mut usize,
+    ppos: *mut bindings::loff_t,
+) -> c_int {
+    // SAFETY: the sysctl core passes the table entry built by `sysctl_entry::<T>`, whose `data`
+    // is a `T` that outlives the registration (contract of `SysctlTable::register`).
+    let (file, key) = unsafe { (&*(*table).data.cast::<T>(), (*table).extra1 as usize) };
+    // SAFETY: `lenp` and `ppos` are valid for the call.
+    let (len, pos) = unsafe { (*lenp, *ppos) };
+    let Ok(pos) = usize::try_from(pos) else {
+        return EINVAL.to_errno();
+    };
+    if dir != 0 {
+        if pos != 0 {
+            return EINVAL.to_errno();
+        }
+        // SAFETY: for writes, `buf` holds `len` bytes copied from user space.
+        let input = unsafe { core::slice::from_raw_parts(buf.cast::<u8>(), len) };
+        if let Err(e) = file.store(key, input) {
+            return e.to_errno();
+        }
+        // SAFETY: as above.
+        unsafe { *ppos += len as bindings::loff_t };
+        return 0;
+    }
+    let mut text = TextBuf::new();
+    if let Err(e) = file.show(key, &mut text) {
+        return e.to_errno();
+    }
+    let content = text.as_bytes();
+    let n = content.len().saturating_sub(pos).min(len);
+    if n > 0 {
+        // SAFETY: for reads, `buf` has room for `len` bytes, and `pos + n <= content.len()`.
+        unsafe { core::ptr::copy_nonoverlapping(content.as_ptr().add(pos), buf.cast::<u8>(), n) };
+    }
+    // SAFETY: `lenp` and `ppos` are valid for the call.
+    unsafe {
+        *lenp = n;
+        *ppos += n as bindings::loff_t;
+    }
+    0
+}
+
+/// A registered sysctl table; unregistered on drop.
+///
+/// # Invariants
+///
+/// `header` is the registration of `table` under `path`.
+pub(crate) struct SysctlTable {
+    header: NonNull<bindings::ctl_table_header>,
+    _table: KVec<bindings::ctl_table>,
+    _path: CString,
+}
+
+// SAFETY: the header is only used to unregister, which may be done from any task.
+unsafe impl Send for SysctlTable {}
+// SAFETY: `&SysctlTable` gives no access to anything.
+unsafe impl Sync for SysctlTable {}
+
+impl SysctlTable {
+    /// Registers `table` under `path` (e.g. `kernel/vmfair`).
+    ///
+    /// The `data` of every entry (see [`sysctl_entry`]) must outlive the returned object.
+    /// Dropping it waits for running handlers, so it must not be dropped under a lock they take.
+    pub(crate) fn register(path: CString, table: KVec<bindings::ctl_table>) -> Result<Self> {
+        // SAFETY: `path` and `table` are valid and kept alive in the returned object, which
+        // unregisters the table before freeing them.
+        let header = unsafe {
+            bindings::register_sysctl_sz(path.as_ptr().cast(), table.as_ptr(), table.len())
+        };
+        let header = NonNull::new(header).ok_or(ENOMEM)?;
+        Ok(Self {
+            header,
+            _table: table,
+            _path: path,
+        })
+    }
+}
+
+impl Drop for SysctlTable {
+    fn drop(&mut self) {
+        // SAFETY: `header` is our registration (type invariant), unregistered once.
+        unsafe { bindings::unregister_sysctl_table(self.header.as_ptr()) };
+    }
+}
+
+/// A kernel thread that sleeps until stopped, for the KUnit suites.
+pub(crate) struct Sleeper(ARef<Task>);
+
+unsafe extern "C" fn sleeper_fn(_data: *mut c_void) -> c_int {
+    // SAFETY: plain FFI calls from the kthread itself.
+    while !unsafe { bindings::kthread_should_stop() } {
+        // SAFETY: as above.
+        unsafe { bindings::schedule_timeout_interruptible(1) };
+    }
+    0
+}
+
+impl Sleeper {
+    /// Starts the thread.
+    pub(crate) fn new() -> Result<Self> {
+        // SAFETY: `sleeper_fn` is a valid thread function and the name a valid C string.
+        let t = from_err_ptr(unsafe {
+            bindings::kthread_create_on_node(
+                Some(sleeper_fn),
+                core::ptr::null_mut(),
+                bindings::NUMA_NO_NODE,
+                c"vmfair-kunit".as_ptr().cast(),
+            )
+        })?;
+        // SAFETY: `t` is a valid new kthread; we take a reference for `kthread_stop_put()`.
+        let task = unsafe {
+            bindings::get_task_struct(t);
+            bindings::wake_up_process(t);
+            ARef::from_raw(NonNull::new_unchecked(t.cast::<Task>()))
+        };
+        Ok(Self(task))
+    }
+
+    /// The thread.
+    pub(crate) fn task(&self) -> &Task {
+        &self.0
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        // SAFETY: the thread only exits once stopped, so it is alive here; kthread_stop() waits.
+        unsafe { bindings::kthread_stop(self.0.as_ptr()) };
+    }
+}

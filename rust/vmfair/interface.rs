@@ -1,0 +1,269 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The user interface: sysctls under `/proc/sys/kernel/vmfair/`, and the KVM event handler that
+//! feeds the registry.
+//!
+//! Global files (`kernel.vmfair.*`):
+//! - `enabled` (0/1, default 1): group VMs or not;
+//! - `default_weight` (1..10000, default 100): weight of VMs without their own;
+//! - `vm_class_weight` (0..10000, default 0): weight of all VMs together against host tasks,
+//!   0 for none (each VM competes on its own);
+//! - `vcpu_slice_us` (0 or 100..100000, default 0): EEVDF slice of vCPU threads, 0 = kernel
+//!   default;
+//! - `share_mode` (`vm` or `vcpu`, also `0`/`1`; default `vm`): one share per VM, or per vCPU;
+//! - `vms` (read-only): one line per VM.
+//!
+//! Per VM, `vm/<pid>/weight` (read-write) and `vm/<pid>/stats` (read-only), `<pid>` being the
+//! VMM's. Writes need `CAP_SYS_NICE`; bad input fails with `EINVAL`, an unknown pid with `ESRCH`,
+//! and changes nothing.
+
+use crate::glue::{self, SysctlFile, SysctlTable, TextBuf, VmEvent, VmListener};
+use crate::policy;
+use crate::registry::{Created, Knobs, Registry, Vm};
+use core::fmt::Write;
+use kernel::{new_mutex, prelude::*, str::CString, sync::Mutex};
+
+/// File keys of the global table.
+const K_ENABLED: usize = 1;
+const K_DEFAULT_WEIGHT: usize = 2;
+const K_CLASS_WEIGHT: usize = 3;
+const K_SLICE: usize = 4;
+const K_SHARE_MODE: usize = 5;
+const K_VMS: usize = 6;
+/// Per-VM keys: `K_VM_BASE + 2 * tgid + file`.
+const K_VM_BASE: usize = 16;
+const F_WEIGHT: usize = 0;
+const F_STATS: usize = 1;
+
+/// The module's state: the registry, fed by KVM events and the sysctls.
+#[pin_data]
+pub(crate) struct Core {
+    #[pin]
+    registry: Mutex<Registry>,
+}
+
+impl Core {
+    /// A core with an empty registry and default knobs.
+    pub(crate) fn new() -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            registry <- new_mutex!(Registry::new(Knobs::DEFAULT), "vmfair_registry"),
+        }? Error)
+    }
+
+    /// The global sysctl table, `kernel/vmfair`. `self` must outlive it.
+    pub(crate) fn register_sysctls(&self) -> Result<SysctlTable> {
+        let mut t = KVec::new();
+        t.push(
+            glue::sysctl_entry(c"enabled", 0o644, self, K_ENABLED),
+            GFP_KERNEL,
+        )?;
+        t.push(
+            glue::sysctl_entry(c"default_weight", 0o644, self, K_DEFAULT_WEIGHT),
+            GFP_KERNEL,
+        )?;
+        t.push(
+            glue::sysctl_entry(c"vm_class_weight", 0o644, self, K_CLASS_WEIGHT),
+            GFP_KERNEL,
+        )?;
+        t.push(
+            glue::sysctl_entry(c"vcpu_slice_us", 0o644, self, K_SLICE),
+            GFP_KERNEL,
+        )?;
+        t.push(
+            glue::sysctl_entry(c"share_mode", 0o644, self, K_SHARE_MODE),
+            GFP_KERNEL,
+        )?;
+        t.push(glue::sysctl_entry(c"vms", 0o444, self, K_VMS), GFP_KERNEL)?;
+        SysctlTable::register(CString::try_from_fmt(fmt!("kernel/vmfair"))?, t)
+    }
+
+    /// The per-VM directory `kernel/vmfair/vm/<tgid>`. `self` must outlive it.
+    fn register_vm_sysctls(&self, tgid: i32) -> Result<SysctlTable> {
+        let base = K_VM_BASE + 2 * usize::try_from(tgid).map_err(|_| EINVAL)?;
+        let mut t = KVec::new();
+        t.push(
+            glue::sysctl_entry(c"weight", 0o644, self, base + F_WEIGHT),
+            GFP_KERNEL,
+        )?;
+        t.push(
+            glue::sysctl_entry(c"stats", 0o444, self, base + F_STATS),
+            GFP_KERNEL,
+        )?;
+        SysctlTable::register(CString::try_from_fmt(fmt!("kernel/vmfair/vm/{}", tgid))?, t)
+    }
+
+    /// Empties the registry, for unload: every VMM goes back to its own group, every VM group
+    /// and per-VM directory goes away.
+    pub(crate) fn release_all(&self) -> usize {
+        let vms = self.registry.lock().drain();
+        let n = vms.len();
+        drop(vms); // outside the lock: unregistering a sysctl waits for its handlers
+        n
+    }
+
+    /// Number of VMM processes known.
+    pub(crate) fn nr_vms(&self) -> usize {
+        self.registry.lock().len()
+    }
+
+    fn handle(&self, ev: VmEvent<'_>) -> Result {
+        let mut removed: Option<Vm> = None;
+        let created = {
+            let mut reg = self.registry.lock();
+            match ev {
+                VmEvent::Create { vm, tgid, vmm } => reg.vm_created(vm, tgid, vmm)?,
+                VmEvent::Destroy { vm } => {
+                    removed = reg.vm_destroyed(vm);
+                    Created::Nothing
+                }
+                VmEvent::VcpuThread {
+                    vm,
+                    tgid,
+                    vmm,
+                    vcpu_id,
+                    thread,
+                } => reg.vcpu_thread(vm, tgid, vmm, vcpu_id, thread)?,
+            }
+        };
+        if let Some(vm) = removed {
+            pr_info!("VM process {} gone, group released\n", vm.tgid());
+            drop(vm); // outside the lock, see release_all()
+        }
+        if let Created::NewProcess(tgid) = created {
+            let table = self.register_vm_sysctls(tgid)?;
+            let mut reg = self.registry.lock();
+            let back = reg.set_sysctl(tgid, table);
+            if let Ok(info) = reg.info(tgid) {
+                pr_info!(
+                    "VM process {} adopted: /vmgroup-{}, weight {}, shares {}\n",
+                    tgid,
+                    info.group_id,
+                    info.weight,
+                    info.shares
+                );
+            }
+            drop(reg);
+            drop(back);
+        }
+        Ok(())
+    }
+
+    fn show_global(&self, key: usize, out: &mut TextBuf) -> Result {
+        let reg = self.registry.lock();
+        let k = reg.knobs();
+        let r = match key {
+            K_ENABLED => writeln!(out, "{}", u32::from(k.enabled)),
+            K_DEFAULT_WEIGHT => writeln!(out, "{}", k.default_weight),
+            K_CLASS_WEIGHT => writeln!(out, "{}", k.class_weight),
+            K_SLICE => writeln!(out, "{}", k.vcpu_slice_us),
+            K_SHARE_MODE => writeln!(out, "{}", k.share_mode.name()),
+            K_VMS => {
+                let mut r = Ok(());
+                reg.for_each(|v| {
+                    if r.is_ok() {
+                        r = writeln!(
+                            out,
+                            "{} vcpus {} weight {} shares {} group {}",
+                            v.tgid, v.vcpus, v.weight, v.shares, v.group_id
+                        );
+                    }
+                });
+                r
+            }
+            _ => return Err(EINVAL),
+        };
+        r.map_err(|_| ENOMEM)
+    }
+
+    fn store_global(&self, key: usize, input: &[u8]) -> Result {
+        let mut reg = self.registry.lock();
+        let mut k = reg.knobs();
+        let num = || policy::parse_u32(input).map_err(|_| EINVAL);
+        match key {
+            K_ENABLED => {
+                k.enabled = match num()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(EINVAL),
+                }
+            }
+            K_DEFAULT_WEIGHT => {
+                k.default_weight = policy::parse_weight(input).map_err(|_| EINVAL)?;
+            }
+            K_CLASS_WEIGHT => {
+                let w = num()?;
+                if w != 0 {
+                    policy::validate_weight(w).map_err(|_| EINVAL)?;
+                }
+                k.class_weight = w;
+            }
+            K_SLICE => {
+                k.vcpu_slice_us = policy::validate_slice_us(num()?).map_err(|_| EINVAL)?;
+            }
+            K_SHARE_MODE => {
+                k.share_mode = policy::parse_share_mode(input).map_err(|_| EINVAL)?;
+            }
+            _ => return Err(EINVAL),
+        }
+        reg.set_knobs(k)
+    }
+
+    fn show_vm(&self, tgid: i32, file: usize, out: &mut TextBuf) -> Result {
+        let reg = self.registry.lock();
+        let info = reg.info(tgid)?;
+        let r = if file == F_WEIGHT {
+            writeln!(out, "{}", info.weight)
+        } else {
+            let st = reg.stats(tgid).unwrap_or_default();
+            writeln!(
+                out,
+                "pid {}\nvcpus {}\nweight {}\nweight_source {}\nshares {}\ngroup {}\nvms {}\n\
+                 threads {}\ncpu_ns {}\nwait_ns {}",
+                info.tgid,
+                info.vcpus,
+                info.weight,
+                if info.own_weight { "vm" } else { "default" },
+                info.shares,
+                info.group_id,
+                info.vms,
+                st.threads,
+                st.cpu_ns,
+                st.wait_ns
+            )
+        };
+        r.map_err(|_| ENOMEM)
+    }
+}
+
+impl VmListener for Core {
+    fn event(&self, ev: VmEvent<'_>) {
+        if let Err(e) = self.handle(ev) {
+            pr_warn!("KVM event not handled: {:?}\n", e);
+        }
+    }
+}
+
+impl SysctlFile for Core {
+    fn show(&self, key: usize, out: &mut TextBuf) -> Result {
+        if key < K_VM_BASE {
+            return self.show_global(key, out);
+        }
+        let tgid = i32::try_from((key - K_VM_BASE) / 2).map_err(|_| EINVAL)?;
+        self.show_vm(tgid, (key - K_VM_BASE) % 2, out)
+    }
+
+    fn store(&self, key: usize, input: &[u8]) -> Result {
+        if !glue::may_change_weights() {
+            return Err(EPERM);
+        }
+        if key < K_VM_BASE {
+            return self.store_global(key, input);
+        }
+        let tgid = i32::try_from((key - K_VM_BASE) / 2).map_err(|_| EINVAL)?;
+        if (key - K_VM_BASE) % 2 != F_WEIGHT {
+            return Err(EPERM);
+        }
+        let weight = policy::parse_weight(input).map_err(|_| EINVAL)?;
+        self.registry.lock().set_weight(tgid, weight)
+    }
+}

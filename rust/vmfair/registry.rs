@@ -1,0 +1,392 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The VM registry: which VMM processes run VMs, their vCPU threads, weights and groups.
+//!
+//! One entry per VMM process (VMs are counted by their KVM cookie, so a process that runs two VMs
+//! is still one entry). While vmfair is enabled each entry's process is attached to a VM group of
+//! its own, nested in the class group when the class weight is set; the group's shares follow
+//! the policy (see [`crate::policy`]). The registry lives under one mutex; callers drop removed
+//! entries after releasing it, since dropping detaches the process and unregisters the entry's
+//! sysctl directory.
+
+use crate::glue::{self, ProcStats, SysctlTable, VmGroup};
+use crate::policy::{self, ShareMode};
+use kernel::{prelude::*, sync::aref::ARef, task::Task};
+
+/// The global knobs, as the sysctls set them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Knobs {
+    /// Whether VMM processes are put into VM groups.
+    pub(crate) enabled: bool,
+    /// Weight of VMs without a weight of their own.
+    pub(crate) default_weight: u32,
+    /// Weight of all VMs together against the rest of the system; 0: no class group, each VM
+    /// group competes on its own at the top level.
+    pub(crate) class_weight: u32,
+    /// EEVDF slice of vCPU threads in microseconds; 0: kernel default.
+    pub(crate) vcpu_slice_us: u32,
+    /// One share per VM, or per vCPU.
+    pub(crate) share_mode: ShareMode,
+}
+
+impl Knobs {
+    /// The defaults at module load.
+    pub(crate) const DEFAULT: Knobs = Knobs {
+        enabled: true,
+        default_weight: policy::WEIGHT_DEFAULT,
+        class_weight: 0,
+        vcpu_slice_us: 0,
+        share_mode: ShareMode::PerVm,
+    };
+}
+
+struct Vcpu {
+    id: i32,
+    thread: ARef<Task>,
+}
+
+/// One VMM process.
+pub(crate) struct Vm {
+    tgid: i32,
+    vmm: ARef<Task>,
+    cookies: KVec<usize>,
+    vcpus: KVec<Vcpu>,
+    weight: Option<u32>,
+    group: Option<VmGroup>,
+    sysctl: Option<SysctlTable>,
+}
+
+impl Vm {
+    /// The VMM's thread group id.
+    pub(crate) fn tgid(&self) -> i32 {
+        self.tgid
+    }
+
+    fn detach(&mut self) {
+        if self.group.is_some() {
+            // Fails only if the process is exiting; its signal_struct then drops the group.
+            let _ = glue::attach(&self.vmm, None);
+            self.group = None;
+        }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.detach();
+        // `group` is gone; `sysctl` is unregistered when the fields drop.
+    }
+}
+
+/// A snapshot of one VM, for the interface.
+pub(crate) struct VmInfo {
+    /// VMM thread group id.
+    pub(crate) tgid: i32,
+    /// vCPUs seen so far.
+    pub(crate) vcpus: u32,
+    /// Effective weight (own or default).
+    pub(crate) weight: u32,
+    /// Whether the weight is the VM's own.
+    pub(crate) own_weight: bool,
+    /// Group shares in force (0 if not grouped).
+    pub(crate) shares: u64,
+    /// VM group number (0 if not grouped).
+    pub(crate) group_id: u64,
+    /// KVM VMs of the process.
+    pub(crate) vms: u32,
+}
+
+/// What [`Registry::vm_created`] did.
+pub(crate) enum Created {
+    /// A new entry for this process: give it its sysctl directory.
+    NewProcess(i32),
+    /// The process was known already, or is gone.
+    Nothing,
+}
+
+/// All VMs known to vmfair.
+pub(crate) struct Registry {
+    knobs: Knobs,
+    class: Option<VmGroup>,
+    vms: KVec<Vm>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub(crate) fn new(knobs: Knobs) -> Self {
+        Self {
+            knobs,
+            class: None,
+            vms: KVec::new(),
+        }
+    }
+
+    /// The knobs in force.
+    pub(crate) fn knobs(&self) -> Knobs {
+        self.knobs
+    }
+
+    /// Number of VMM processes.
+    pub(crate) fn len(&self) -> usize {
+        self.vms.len()
+    }
+
+    fn index_of_tgid(&self, tgid: i32) -> Option<usize> {
+        self.vms.iter().position(|v| v.tgid == tgid)
+    }
+
+    fn index_of_cookie(&self, vm: usize) -> Option<usize> {
+        self.vms.iter().position(|v| v.cookies.contains(&vm))
+    }
+
+    fn shares_of(&self, vm: &Vm) -> u64 {
+        let weight = vm.weight.unwrap_or(self.knobs.default_weight);
+        policy::vm_shares(self.knobs.share_mode, weight, vm.vcpus.len() as u32)
+    }
+
+    /// Makes sure the class group matches the knobs.
+    fn ensure_class(&mut self) -> Result {
+        if self.knobs.class_weight == 0 {
+            self.class = None;
+            return Ok(());
+        }
+        if self.class.is_none() {
+            self.class = Some(VmGroup::new(None)?);
+        }
+        if let Some(class) = &self.class {
+            class.set_shares(policy::weight_to_shares(u64::from(self.knobs.class_weight)))?;
+        }
+        Ok(())
+    }
+
+    /// Puts VM `i` into a fresh VM group (replacing its current one) with the right shares.
+    fn regroup(&mut self, i: usize) -> Result {
+        let shares = self.shares_of(&self.vms[i]);
+        let group = VmGroup::new(self.class.as_ref())?;
+        group.set_shares(shares)?;
+        glue::attach(&self.vms[i].vmm, Some(&group))?;
+        // Dropping the old group after the attach keeps the process grouped throughout.
+        self.vms[i].group = Some(group);
+        Ok(())
+    }
+
+    /// Brings VM `i`'s group and shares in line with the knobs.
+    fn apply(&mut self, i: usize) -> Result {
+        if !self.knobs.enabled {
+            self.vms[i].detach();
+            return Ok(());
+        }
+        match &self.vms[i].group {
+            None => self.regroup(i),
+            Some(g) => g.set_shares(self.shares_of(&self.vms[i])),
+        }
+    }
+
+    /// Applies the EEVDF slice to every vCPU thread of VM `i`.
+    fn apply_slice(&self, i: usize) {
+        for vcpu in &self.vms[i].vcpus {
+            // A thread that has exited refuses; nothing to do about it.
+            let _ = glue::set_slice(&vcpu.thread, self.knobs.vcpu_slice_us);
+        }
+    }
+
+    /// A VM was created by process `tgid` (`vmm`, `None` if it is already gone).
+    pub(crate) fn vm_created(
+        &mut self,
+        vm: usize,
+        tgid: i32,
+        vmm: Option<&Task>,
+    ) -> Result<Created> {
+        if let Some(i) = self.index_of_tgid(tgid) {
+            if !self.vms[i].cookies.contains(&vm) {
+                self.vms[i].cookies.push(vm, GFP_KERNEL)?;
+            }
+            return Ok(Created::Nothing);
+        }
+        let Some(vmm) = vmm else {
+            return Ok(Created::Nothing);
+        };
+        let mut cookies = KVec::new();
+        cookies.push(vm, GFP_KERNEL)?;
+        self.vms.push(
+            Vm {
+                tgid,
+                vmm: vmm.into(),
+                cookies,
+                vcpus: KVec::new(),
+                weight: None,
+                group: None,
+                sysctl: None,
+            },
+            GFP_KERNEL,
+        )?;
+        let i = self.vms.len() - 1;
+        if self.knobs.enabled {
+            self.ensure_class()?;
+        }
+        if let Err(e) = self.apply(i) {
+            // Keep the entry (the VM exists) but ungrouped; a later knob write retries.
+            pr_warn!("cannot group VM of process {}: {:?}\n", tgid, e);
+            self.vms[i].detach();
+        }
+        Ok(Created::NewProcess(tgid))
+    }
+
+    /// Gives the entry of `tgid` its sysctl directory.
+    pub(crate) fn set_sysctl(&mut self, tgid: i32, table: SysctlTable) -> Option<SysctlTable> {
+        match self.index_of_tgid(tgid) {
+            Some(i) => {
+                self.vms[i].sysctl = Some(table);
+                None
+            }
+            // The VM went away meanwhile: hand the table back to be dropped outside the lock.
+            None => Some(table),
+        }
+    }
+
+    /// vCPU `vcpu_id` of VM `vm` is now run by `thread`.
+    pub(crate) fn vcpu_thread(
+        &mut self,
+        vm: usize,
+        tgid: i32,
+        vmm: Option<&Task>,
+        vcpu_id: i32,
+        thread: &Task,
+    ) -> Result<Created> {
+        let created = match self.index_of_cookie(vm) {
+            Some(_) => Created::Nothing,
+            None => self.vm_created(vm, tgid, vmm.or(Some(thread)))?,
+        };
+        let Some(i) = self.index_of_cookie(vm) else {
+            return Ok(created);
+        };
+        let before = self.vms[i].vcpus.len();
+        match self.vms[i].vcpus.iter_mut().find(|v| v.id == vcpu_id) {
+            Some(v) => v.thread = thread.into(),
+            None => self.vms[i].vcpus.push(
+                Vcpu {
+                    id: vcpu_id,
+                    thread: thread.into(),
+                },
+                GFP_KERNEL,
+            )?,
+        }
+        if self.knobs.vcpu_slice_us != 0 {
+            let _ = glue::set_slice(thread, self.knobs.vcpu_slice_us);
+        }
+        if self.vms[i].vcpus.len() != before && self.knobs.share_mode == ShareMode::PerVcpu {
+            self.apply(i)?;
+        }
+        Ok(created)
+    }
+
+    /// VM `vm` is being destroyed; returns the process's entry once its last VM is gone.
+    ///
+    /// Drop the returned entry after releasing the registry lock.
+    pub(crate) fn vm_destroyed(&mut self, vm: usize) -> Option<Vm> {
+        let i = self.index_of_cookie(vm)?;
+        self.vms[i].cookies.retain(|c| *c != vm);
+        if !self.vms[i].cookies.is_empty() {
+            return None;
+        }
+        self.vms.remove(i).ok()
+    }
+
+    /// Removes every entry, for unload. Drop the result after releasing the registry lock.
+    pub(crate) fn drain(&mut self) -> KVec<Vm> {
+        self.class = None;
+        core::mem::take(&mut self.vms)
+    }
+
+    /// Sets the weight of the VM run by process `tgid`. Nothing changes on error.
+    pub(crate) fn set_weight(&mut self, tgid: i32, weight: u32) -> Result {
+        policy::validate_weight(weight).map_err(|_| EINVAL)?;
+        let i = self.index_of_tgid(tgid).ok_or(ESRCH)?;
+        let old = self.vms[i].weight.replace(weight);
+        if let Err(e) = self.apply(i) {
+            self.vms[i].weight = old;
+            let _ = self.apply(i);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Changes the knobs and applies them to every VM. On error the old knobs are restored.
+    pub(crate) fn set_knobs(&mut self, knobs: Knobs) -> Result {
+        let old = self.knobs;
+        if old == knobs {
+            return Ok(());
+        }
+        self.knobs = knobs;
+        let res = self.apply_knobs(old);
+        if res.is_err() {
+            self.knobs = old;
+            let _ = self.apply_knobs(knobs);
+        }
+        res
+    }
+
+    fn apply_knobs(&mut self, old: Knobs) -> Result {
+        let regroup_all = (old.class_weight == 0) != (self.knobs.class_weight == 0);
+        if self.knobs.enabled {
+            self.ensure_class()?;
+        }
+        for i in 0..self.vms.len() {
+            if regroup_all && self.knobs.enabled {
+                self.regroup(i)?;
+            } else {
+                self.apply(i)?;
+            }
+            if old.vcpu_slice_us != self.knobs.vcpu_slice_us {
+                self.apply_slice(i);
+            }
+        }
+        if !self.knobs.enabled {
+            self.class = None;
+        }
+        Ok(())
+    }
+
+    /// A snapshot of the VM run by process `tgid`.
+    pub(crate) fn info(&self, tgid: i32) -> Result<VmInfo> {
+        let i = self.index_of_tgid(tgid).ok_or(ESRCH)?;
+        Ok(self.info_at(i))
+    }
+
+    fn info_at(&self, i: usize) -> VmInfo {
+        let vm = &self.vms[i];
+        VmInfo {
+            tgid: vm.tgid,
+            vcpus: vm.vcpus.len() as u32,
+            weight: vm.weight.unwrap_or(self.knobs.default_weight),
+            own_weight: vm.weight.is_some(),
+            shares: if vm.group.is_some() {
+                self.shares_of(vm)
+            } else {
+                0
+            },
+            group_id: vm.group.as_ref().map_or(0, |g| g.id()),
+            vms: vm.cookies.len() as u32,
+        }
+    }
+
+    /// Snapshots of all VMs, in registration order, for `f`.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&VmInfo)) {
+        for i in 0..self.vms.len() {
+            f(&self.info_at(i));
+        }
+    }
+
+    /// CPU use of the VM run by process `tgid`.
+    pub(crate) fn stats(&self, tgid: i32) -> Result<ProcStats> {
+        let i = self.index_of_tgid(tgid).ok_or(ESRCH)?;
+        glue::process_stats(&self.vms[i].vmm)
+    }
+
+    /// Whether `task` runs in the VM group of process `tgid` (for the KUnit suites).
+    pub(crate) fn in_group(&self, tgid: i32, task: &Task) -> bool {
+        self.index_of_tgid(tgid)
+            .and_then(|i| self.vms[i].group.as_ref())
+            .is_some_and(|g| g.contains(task))
+    }
+}
