@@ -276,6 +276,8 @@ pub struct RunFigures {
     pub problems: Vec<String>,
     /// Boot the run was in (runs of one boot share the host's conditions).
     pub boot: usize,
+    /// Guest CPUs online.
+    pub cpus: f64,
     /// Target's wake-up/migration counters per second (with schedstats).
     pub target_sched: BTreeMap<String, f64>,
     /// Dummies' wake-up/migration counters per second, summed.
@@ -330,6 +332,7 @@ pub fn figures(v: &Value) -> Result<RunFigures> {
             .filter_map(|p| p.as_str().map(String::from))
             .collect(),
         boot: 0,
+        cpus: v["guest_cpus"].as_f64().unwrap_or(0.0),
         target_sched: sched_rates(std::iter::once(target), window_s),
         dummies_sched: sched_rates(dummies.iter().copied(), window_s),
     })
@@ -391,6 +394,10 @@ pub struct Point {
     /// CPUs share one host thread under single-threaded TCG), which is not
     /// the scheduler's doing.
     pub speed: Option<Stat>,
+    /// What `speed` should be if single-threaded TCG splits one host
+    /// thread evenly over the busy guest CPU time: busy CPUs of the solo
+    /// runs over busy CPUs of this run, `(cpus - idle_solo) / (cpus - idle)`.
+    pub tcg_model: Option<Stat>,
     pub target_cpu: Option<Stat>,
     pub target_wait: Option<Stat>,
     pub target_preempt_per_s: Option<Stat>,
@@ -412,15 +419,32 @@ pub fn points(jobs: &[Job], runs: &BTreeMap<String, RunFigures>) -> Vec<Point> {
             .filter(|_| r.target_cpu > 0.0)
             .map(|i| i / r.target_cpu)
     };
-    // Solo runs: (boot, index, index per CPU).
-    let solos: Vec<(usize, f64, Option<f64>)> = jobs
+    // Solo runs: (boot, index, index per CPU, busy CPUs).
+    type Solo = (usize, f64, Option<f64>, Option<f64>);
+    let solos: Vec<Solo> = jobs
         .iter()
         .filter(|j| j.dummies == 0)
         .filter_map(|j| runs.get(&j.name))
         .filter(ok)
-        .map(|r| (r.boot, r.target_index.unwrap_or(0.0), per_cpu(r)))
+        .map(|r| {
+            (
+                r.boot,
+                r.target_index.unwrap_or(0.0),
+                per_cpu(r),
+                r.idle_cpu.map(|i| r.cpus - i),
+            )
+        })
         .collect();
     let mean = |xs: Vec<f64>| Stat::of(&xs).map(|s| s.mean).filter(|m| *m > 0.0);
+    let solo_busy = |boot: usize| {
+        let same: Vec<&Solo> = solos.iter().filter(|s| s.0 == boot).collect();
+        let pick = if same.is_empty() {
+            solos.iter().collect()
+        } else {
+            same
+        };
+        mean(pick.iter().filter_map(|s| s.3).collect())
+    };
     let solo_of = |boot: usize| -> (Option<f64>, Option<f64>) {
         let same: Vec<_> = solos.iter().filter(|s| s.0 == boot).collect();
         let pick = if same.is_empty() {
@@ -461,6 +485,10 @@ pub fn points(jobs: &[Job], runs: &BTreeMap<String, RunFigures>) -> Vec<Point> {
                 relative: st(&|r| Some(r.target_index? / solo_of(r.boot).0?)),
                 index_per_cpu: st(&|r| per_cpu(r)),
                 speed: st(&|r| Some(per_cpu(r)? / solo_of(r.boot).1?)),
+                tcg_model: st(&|r| {
+                    let busy = r.cpus - r.idle_cpu?;
+                    Some(solo_busy(r.boot)? / busy).filter(|_| busy > 0.0)
+                }),
                 target_cpu: st(&|r| Some(r.target_cpu)),
                 target_wait: st(&|r| Some(r.target_wait)),
                 target_preempt_per_s: st(&|r| r.target_preempt_per_s),
@@ -539,15 +567,20 @@ pub fn report_md(
          target's involuntary context switches. `speed` is the target's index per CPU-second \
          relative to solo: below 1, its CPU time itself ran slower (under single-threaded TCG \
          both guest CPUs share one host thread), a loss the scheduler did not cause; \
-         `rel` ≈ target CPU share × speed.\n",
+         `rel` ≈ target CPU × speed. `TCG model` is the speed expected if that host thread \
+         is split evenly over all busy guest CPU time: busy CPUs of the solo runs over busy \
+         CPUs of this run.\n",
         exp.guest_cpus
     );
     let _ = writeln!(
         s,
-        "| policy | dummies | valid/runs | index | rel | target CPU | speed | target wait | \
-         target preempt/s | dummies CPU | dummies halt-poll | dummies sleeps/s | idle CPU |"
+        "| policy | dummies | valid/runs | index | rel | target CPU | speed | TCG model | target \
+         wait | target preempt/s | dummies CPU | dummies halt-poll | dummies sleeps/s | idle CPU |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        s,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
     for p in points {
         let d = if p.dummies == 0 {
             "0".to_string()
@@ -556,7 +589,7 @@ pub fn report_md(
         };
         let _ = writeln!(
             s,
-            "| {} | {d} | {}/{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {d} | {}/{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             p.policy,
             p.valid,
             p.runs,
@@ -564,6 +597,7 @@ pub fn report_md(
             fmt_stat(p.relative, 2),
             fmt_stat(p.target_cpu, 2),
             fmt_stat(p.speed, 2),
+            fmt_stat(p.tcg_model, 2),
             fmt_stat(p.target_wait, 2),
             fmt_stat(p.target_preempt_per_s, 0),
             fmt_stat(p.dummies_cpu, 2),
@@ -666,7 +700,7 @@ fn esc(s: &str) -> String {
 /// relative to its solo run (the study's figure). Bottom: the target's CPU
 /// time per second of window, what the scheduler gave it.
 pub fn figure_svg(exp: &Experiment, points: &[Point]) -> String {
-    let (w, h) = (780.0, 760.0);
+    let (w, h) = (820.0, 760.0);
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -1259,7 +1293,7 @@ target_weight = 305
         let md = report_md(&e, &pts, &runs, &[], "k", &[]);
         assert!(md.contains(
             "| stock | 4 idle | 2/2 | 54.0 (45.0–63.0) | 0.60 (0.50–0.70) | 0.80 (0.80–0.80) | \
-             0.60 (0.50–0.70) |"
+             0.60 (0.50–0.70) | 1.00 (1.00–1.00) |"
         ));
     }
 
