@@ -147,6 +147,17 @@ pub(crate) fn may_change_weights() -> bool {
     unsafe { bindings::capable(bindings::CAP_SYS_NICE as c_int) }
 }
 
+/// Gives `task`'s process a new session autogroup, as `setsid()` does (for the KUnit suites).
+pub(crate) fn new_session_autogroup(task: &Task) {
+    // Exported by kernel/sched/autogroup.c; <linux/sched/autogroup.h> is not in the bindings.
+    // The task is passed untyped: its type is opaque to `improper_ctypes`.
+    extern "C" {
+        fn sched_autogroup_create_attach(p: *mut c_void);
+    }
+    // SAFETY: `task` is valid for the call; the function sleeps and takes no lock of ours.
+    unsafe { sched_autogroup_create_attach(task.as_ptr().cast()) };
+}
+
 /// A KVM VM life cycle event.
 pub(crate) enum VmEvent<'a> {
     /// A VM was created (or exists when the listener registers).

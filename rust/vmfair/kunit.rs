@@ -104,6 +104,20 @@ mod group_tests {
     }
 
     #[test]
+    fn survives_setsid() -> Result {
+        let t = Sleeper::new()?;
+        let g = VmGroup::new(None)?;
+        glue::attach(t.task(), Some(&g))?;
+        // setsid() replaces the session autogroup only: the VM group stays in force.
+        glue::new_session_autogroup(t.task());
+        assert!(g.contains(t.task()));
+        // Detached, the process is in its new session's autogroup, not in the VM group.
+        glue::attach(t.task(), None)?;
+        assert!(!g.contains(t.task()));
+        Ok(())
+    }
+
+    #[test]
     fn stats_of_kthread() -> Result {
         let t = Sleeper::new()?;
         let st = glue::process_stats(t.task())?;
