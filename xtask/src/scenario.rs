@@ -121,6 +121,11 @@ pub fn run_many(
     Ok((ran, out))
 }
 
+/// A JSON value as a table cell (serde_json's Display ignores widths).
+fn cell(v: &Value) -> String {
+    v.to_string()
+}
+
 /// Print a short table of a result.
 pub fn print_table(name: &str, v: &Value) {
     let valid = v["valid"].as_bool().unwrap_or(true);
@@ -128,7 +133,7 @@ pub fn print_table(name: &str, v: &Value) {
     println!(
         "scenario {name}: policy {}, {} guest CPUs, {:.1}s window, kernel {}{}",
         v["policy"].as_str().unwrap_or("?"),
-        v["guest_cpus"].to_string(),
+        cell(&v["guest_cpus"]),
         dur,
         v["kernel"].as_str().unwrap_or("?"),
         if valid { "" } else { "  ** INVALID RUN **" }
@@ -145,9 +150,9 @@ pub fn print_table(name: &str, v: &Value) {
             "  {:<5} {:<10} {:>4} {:>6} {:>5} {:>7.2} {:>6.3} {:>10.1} {:>9.1}",
             g["kind"].as_str().unwrap_or("?"),
             g["name"].as_str().unwrap_or("?"),
-            g["instance"].to_string(),
-            g["pid"].to_string(),
-            g["vcpus"].to_string(),
+            cell(&g["instance"]),
+            cell(&g["pid"]),
+            cell(&g["vcpus"]),
             cpu,
             cpu / total_cpu * v["guest_cpus"].as_f64().unwrap_or(1.0),
             work / 1e6,
