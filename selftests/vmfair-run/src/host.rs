@@ -8,7 +8,6 @@ use crate::sys;
 use crate::vmm::busy_loop;
 use crate::Opts;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Runs the host process; returns the exit status.
 pub fn main(opts: &Opts) -> Result<i32, String> {
@@ -46,7 +45,7 @@ pub fn main(opts: &Opts) -> Result<i32, String> {
     status.set_state(STATE_RUNNING);
     say!("host {name}: pid {pid}, {threads} busy threads running");
     while !sys::stop_requested() {
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(crate::vmm::MAIN_LOOP_PERIOD);
     }
     for h in handles {
         let _ = h.join();

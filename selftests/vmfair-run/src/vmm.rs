@@ -29,6 +29,9 @@ pub enum GuestLoad {
     Bench,
 }
 
+/// How often the VMM's (and host process's) main thread checks for a stop signal.
+pub const MAIN_LOOP_PERIOD: Duration = Duration::from_millis(250);
+
 /// Exit status when a vCPU saw a bad exit.
 pub const EXIT_BAD_EXIT: i32 = 3;
 
@@ -296,8 +299,12 @@ pub fn main(opts: &Opts) -> Result<i32, String> {
     status.set_state(STATE_RUNNING);
     say!("vm {name}: pid {pid}, {vcpus} vCPUs, {io_threads} io threads running");
 
+    // The main thread only waits for a stop signal. Its wake-ups compete with every vCPU on
+    // the host like any other (a real VMM's main loop also sleeps most of the time), so it
+    // wakes rarely: at 50 Hz, 16 idle VMMs' main threads made ~700 of their ~1100 wake-ups a
+    // second.
     while !sys::stop_requested() {
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(MAIN_LOOP_PERIOD);
     }
     for (h, run) in &vcpu_threads {
         run.request_immediate_exit();
