@@ -55,6 +55,17 @@ fn real_main() -> Result<()> {
     };
     let rest = &args[1..];
     let ctx = Ctx::new()?;
+    // One xtask at a time per cache: the kernel source tree is checked out
+    // at the series being built, so a second run would switch it under
+    // the first one's make. Held until this process exits.
+    let lock = std::fs::File::create(ctx.cache.join(".lock"))?;
+    if lock.try_lock().is_err() {
+        info(&format!(
+            "waiting for another cargo xtask using {}",
+            ctx.cache.display()
+        ));
+        lock.lock()?;
+    }
     let t0 = std::time::Instant::now();
     match cmd.as_str() {
         "toolchain" => toolchain::ensure(&ctx)?,
