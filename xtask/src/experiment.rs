@@ -253,7 +253,7 @@ fn toml_f64(v: f64) -> String {
 }
 
 /// The figures of one run that the report uses.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunFigures {
     pub scenario: String,
     pub valid: bool,
@@ -638,8 +638,8 @@ pub fn report_md(
         let _ = writeln!(
             s,
             "\nWake-up placement (`kernel.sched_schedstats` = 1): the dummies' wake-ups per \
-             second, the fraction woken from the CPU they were placed on (`local`), placed on \
-             another CPU than they last ran on (`migrate`), or pulled to the waker by \
+             second, the fraction placed on the CPU that woke them (`local`), placed on \
+             another CPU than they last ran on (`migrate`), or pulled to the waker's CPU by \
              wake-affine (`affine`); the target's migrations per second.\n"
         );
         let _ = writeln!(
@@ -721,6 +721,7 @@ pub fn figure_svg(exp: &Experiment, points: &[Point]) -> String {
         |p| p.relative,
         true,
     );
+    model_line(&mut s, exp, points, 40.0, 300.0);
     panel(
         &mut s,
         exp,
@@ -734,6 +735,57 @@ pub fn figure_svg(exp: &Experiment, points: &[Point]) -> String {
     );
     s.push_str("</svg>\n");
     s
+}
+
+/// The speed single-threaded TCG alone predicts (mean of the policy lines
+/// for the first dummy kind), as a grey dashed line in the top panel: what
+/// the index would show if the scheduler took nothing from the target.
+fn model_line(s: &mut String, exp: &Experiment, points: &[Point], t: f64, ph: f64) {
+    let (l, pw) = (70.0, 520.0);
+    let xmax = exp.dummies.iter().copied().max().unwrap_or(1).max(1) as f64;
+    let ytop = points
+        .iter()
+        .filter_map(|p| p.relative.map(|s| s.max))
+        .fold(1.2f64, f64::max);
+    let ytop = (ytop * 5.0).ceil() / 5.0;
+    let Some(kind) = exp.dummy_kinds.first() else {
+        return;
+    };
+    let mut pts = Vec::new();
+    for &d in &exp.dummies {
+        let xs: Vec<f64> = points
+            .iter()
+            .filter(|p| p.dummies == d && (d == 0 || &p.kind == kind))
+            .filter_map(|p| p.tcg_model.map(|m| m.mean))
+            .collect();
+        if let Some(m) = Stat::of(&xs) {
+            pts.push(format!(
+                "{:.1},{:.1}",
+                l + pw * d as f64 / xmax,
+                t + ph * (1.0 - m.mean / ytop)
+            ));
+        }
+    }
+    if pts.len() < 2 {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        r##"<polyline points="{}" fill="none" stroke="#777" stroke-width="3" stroke-dasharray="8,5" opacity="0.7"/>"##,
+        pts.join(" ")
+    );
+    let _ = writeln!(
+        s,
+        r##"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#777" stroke-width="3" stroke-dasharray="8,5" opacity="0.7"/><text x="{:.1}" y="{:.1}" font-size="11" fill="#555">emulation alone</text><text x="{:.1}" y="{:.1}" font-size="11" fill="#555">(TCG model, {kind})</text>"##,
+        l + pw + 15.0,
+        t + ph - 30.0,
+        l + pw + 43.0,
+        t + ph - 30.0,
+        l + pw + 49.0,
+        t + ph - 26.0,
+        l + pw + 49.0,
+        t + ph - 12.0
+    );
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -893,6 +945,12 @@ fn panel(
     }
 }
 
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 fn pending_names(pending: &[(String, u32)]) -> Vec<String> {
     pending.iter().map(|(n, _)| n.clone()).collect()
 }
@@ -921,6 +979,51 @@ fn write_outputs(
     util::write(&out.join("report.md"), &md)?;
     util::write(&out.join("figure.svg"), figure_svg(exp, &pts))?;
     Ok(pts)
+}
+
+/// Rewrites report.md and figure.svg of a finished (or cut short) sweep
+/// from its summary.json and its `*.invalid-*.json` files, without running
+/// anything.
+pub fn report_only(ctx: &Ctx, path: &Path) -> Result<PathBuf> {
+    let exp = Experiment::load(path)?;
+    let out = ctx.results().join(&exp.name);
+    let summary: Value =
+        serde_json::from_str(&util::read(&out.join("summary.json"))?).context("summary.json")?;
+    let runs: BTreeMap<String, RunFigures> =
+        serde_json::from_value(summary["runs"].clone()).context("summary.json: runs")?;
+    let kernel = summary["kernel"].as_str().unwrap_or("?").to_string();
+    let mut invalid = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&out)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| file_name(p).contains(".invalid-"))
+        .collect();
+    files.sort();
+    for f in files {
+        let v: Value = serde_json::from_str(&util::read(&f)?)?;
+        let name = file_name(&f);
+        let (scn, k) = name
+            .trim_end_matches(".json")
+            .split_once(".invalid-")
+            .unwrap_or((&name, "?"));
+        let problems = v["problems"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.as_str().map(String::from))
+            .collect();
+        invalid.push((format!("{scn} (attempt {k})"), problems));
+    }
+    let jobs = exp.jobs();
+    let missing: Vec<String> = jobs
+        .iter()
+        .filter(|j| !runs.contains_key(&j.name))
+        .map(|j| j.name.clone())
+        .collect();
+    let pts = write_outputs(&exp, &out, &jobs, &runs, &invalid, &kernel, &missing)?;
+    print_points(&pts);
+    info(&format!("rewrote {}/report.md, figure.svg", out.display()));
+    Ok(out)
 }
 
 /// Run (or only generate) an experiment; writes `results/<name>/`.
@@ -1117,19 +1220,27 @@ fn print_points(pts: &[Point]) {
     }
 }
 
-/// `cargo xtask bench [--generate] [FILE]` (default: the full sweep,
-/// `qemu-test/experiments/bench.toml`).
+/// `cargo xtask bench [--generate | --report] [FILE]` (default: the full
+/// sweep, `qemu-test/experiments/bench.toml`).
 pub fn cmd(ctx: &Ctx, args: &[String]) -> Result<()> {
     let mut generate = false;
+    let mut report = false;
     let mut file = ctx.root.join("qemu-test/experiments/bench.toml");
     for a in args {
         match a.as_str() {
             "--generate" => generate = true,
+            "--report" => report = true,
             f if !f.starts_with('-') => file = PathBuf::from(f),
-            other => bail!("usage: cargo xtask bench [--generate] [EXPERIMENT.toml] ({other}?)"),
+            other => bail!(
+                "usage: cargo xtask bench [--generate | --report] [EXPERIMENT.toml] ({other}?)"
+            ),
         }
     }
-    run(ctx, &file, generate)?;
+    if report {
+        report_only(ctx, &file)?;
+    } else {
+        run(ctx, &file, generate)?;
+    }
     Ok(())
 }
 
