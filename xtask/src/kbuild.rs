@@ -408,7 +408,7 @@ pub fn kernel(ctx: &Ctx, inputs: &Inputs) -> Result<Built> {
     };
     let stamp = dir.join(".vmfair-built");
     // The series commit is checked out; a stamp means this exact key built.
-    if stamp.exists() && built.bzimage.exists() && make_is_noop(ctx, &dir)? {
+    if stamp.exists() && built.bzimage.exists() && built_from_head(ctx, &dir)? {
         phase(&format!("kernel up to date (build/{key})"));
         return finish(built);
     }
@@ -434,10 +434,10 @@ pub fn kernel(ctx: &Ctx, inputs: &Inputs) -> Result<Built> {
     finish(built)
 }
 
-/// After a fresh checkout kbuild may still need work (an mtime changed);
-/// `make -q` is not reliable for kbuild, so compare the tree's HEAD with
-/// the commit recorded at build time instead.
-fn make_is_noop(ctx: &Ctx, dir: &Path) -> Result<bool> {
+/// Was this build directory last built from the commit the tree is at?
+/// (`make -q` is not reliable for kbuild; another key's checkout in
+/// between changes mtimes, and then make must run.)
+fn built_from_head(ctx: &Ctx, dir: &Path) -> Result<bool> {
     let head = util::output(git(&ctx.src()).args(["rev-parse", "HEAD"]))?;
     let recorded = std::fs::read_to_string(dir.join(".vmfair-head")).unwrap_or_default();
     Ok(head.trim() == recorded.trim())

@@ -58,8 +58,14 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Check and install everything; idempotent and quick when all is there.
+/// Set once the toolchain checked out in this process.
+static CHECKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Check and install everything; idempotent, and done once per process.
 pub fn ensure(ctx: &Ctx) -> Result<()> {
+    if CHECKED.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(());
+    }
     phase("toolchain");
     let missing: Vec<&str> = DEB_PACKAGES
         .iter()
@@ -116,6 +122,7 @@ pub fn ensure(ctx: &Ctx) -> Result<()> {
     }
     ensure_bindgen(ctx)?;
     info("toolchain complete");
+    CHECKED.store(true, std::sync::atomic::Ordering::Relaxed);
     Ok(())
 }
 
