@@ -28,7 +28,8 @@ const USAGE: &str = "usage: cargo xtask <command>
   boot [STEP…]       boot the guest with a plan (default: info kunit)
   scenario FILE…     run scenarios in the guest, write results/<name>.json
   test               the full test suite; ends with 'N passed, N failed'
-  demo               the main job: boot, load vmfair, run a two-VM scenario
+  demo               the main job: the study's experiment, short sweep, into results/demo/
+  bench [--report]   the full sweep into results/bench/ (--report: redraw from its JSON)
   check              rustfmt, clippy, checkpatch.pl";
 
 fn main() {
@@ -153,8 +154,8 @@ fn real_main() -> Result<()> {
     Ok(())
 }
 
-/// The main job, until the study's experiment exists: boot, load the
-/// module, run the two-VM demo scenario and print its table.
+/// The main job: the short version of the study's experiment
+/// (`qemu-test/experiments/demo.toml`) into `results/demo/`.
 fn demo(ctx: &Ctx) -> Result<()> {
     // The short version of the study's sweep (xtask/src/experiment.rs).
     let file = ctx.root.join("qemu-test/experiments/demo.toml");
