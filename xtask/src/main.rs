@@ -1,6 +1,7 @@
 //! `cargo xtask`: vmfair's orchestration. The top-level Makefile is a thin
 //! front door over these commands.
 
+mod docsync;
 mod experiment;
 mod guest;
 mod kbuild;
