@@ -59,7 +59,7 @@ impl VmGroup {
         to_result(unsafe { bindings::sched_vmgroup_set_shares(self.0.as_ptr(), shares) })
     }
 
-    /// The group's number, as in `/vmgroup-<id>` in `/proc/sched_debug`.
+    /// The group's number, as in `/vmgroup-<id>` in `/sys/kernel/debug/sched/debug`.
     pub(crate) fn id(&self) -> u64 {
         // SAFETY: `self.0` is a valid VM group (type invariant).
         unsafe { bindings::sched_vmgroup_id(self.0.as_ptr()) as u64 }
