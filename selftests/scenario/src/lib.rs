@@ -16,13 +16,29 @@
 //! `duration_s` are required. `[[vm]]`: `count = 1`, `vcpus = 1`, `load = "busy"`, `weight = 100`,
 //! `nice = 0`, `io_threads = 0`, `tick_hz = 250`, `burst_us = 50`; `name` is required.
 //! `[[host]]`: `count = 1`, `threads = 1`, `load = "busy"`, `nice = 0`; `name` is required.
+//! Additions (not in §4): `sample_ms = 0` (no time series), no `[[event]]`, no `cpu_max`.
+//!
+//! # Additions: time series, events, hand-placed cgroups
+//!
+//! * `sample_ms` (50..=5000, or 0 = off): the runner samples every process's CPU time and guest
+//!   progress this often over the window; each result group then carries `series`.
+//! * `[[event]]` entries (`at_s`, `action`, and `vm`/`key`/`value` as the action needs) happen
+//!   at `at_s` seconds into the window, in order: `weight` sets the per-VM weight of every
+//!   instance of `vm` to `value` at run time; `modprobe` and `rmmod` load and unload vmfair
+//!   while the VMs run (the runner records every thread's scheduler group before the first
+//!   `modprobe` and after each `rmmod`: the result's `checks` say whether they match);
+//!   `sysctl` writes `value` to `key`. The result's `events` say when each happened and how.
+//! * `cpu_max` on a `[[vm]]` (cgroup v2 `cpu.max` syntax, `"max"` or `"QUOTA PERIOD"` in µs):
+//!   each instance's VMM is placed by hand, before it starts, into its own cpu cgroup
+//!   `vmfair-<name>-<i>` with that limit, whatever the policy: a management stack's placement.
 //!
 //! # Ranges
 //!
 //! `guest_cpus` 1..=64, `duration_s` in (0, 3600], `warmup_s` in [0, 600], `count` 1..=64,
 //! `vcpus` 1..=64, `threads` 1..=64, `weight` 1..=10000 (cgroup v2 `cpu.weight` scale),
 //! `nice` -20..=19, `io_threads` 0..=64, `tick_hz` 19..=10000 (the PIT's 16-bit divisor),
-//! `burst_us` 0..(1e6 / `tick_hz`).
+//! `burst_us` 0..(1e6 / `tick_hz`); events: `at_s` in [0, `duration_s`), a `weight` event's
+//! `value` 1..=10000 and `vm` naming a `[[vm]]` entry.
 //! Names are 1..=32 characters of `[A-Za-z0-9_-]`, unique over all `[[vm]]` and `[[host]]`
 //! entries (they become cgroup and file names). Sysctl keys are dotted names of
 //! `[A-Za-z0-9_-]` components; values are strings or integers.
@@ -147,6 +163,64 @@ pub struct Scenario {
     /// Ordinary host processes competing with the VMs (`[[host]]`).
     #[serde(default)]
     pub host: Vec<HostSpec>,
+    /// Addition: sample period of the time series in milliseconds, 0 = no time series.
+    #[serde(default)]
+    pub sample_ms: u32,
+    /// Addition: run-time events inside the window (`[[event]]`), in order of `at_s`.
+    #[serde(default)]
+    pub event: Vec<EventSpec>,
+}
+
+/// What an `[[event]]` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventAction {
+    /// Set the per-VM weight of every instance of `vm` to `value` (vmfair's per-VM weight, or
+    /// `cpu.weight` under policy cgroup).
+    Weight,
+    /// `modprobe vmfair` while the VMs run.
+    Modprobe,
+    /// `rmmod vmfair` while the VMs run.
+    Rmmod,
+    /// Write `value` to sysctl `key`.
+    Sysctl,
+}
+
+impl EventAction {
+    /// The name used in scenario files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventAction::Weight => "weight",
+            EventAction::Modprobe => "modprobe",
+            EventAction::Rmmod => "rmmod",
+            EventAction::Sysctl => "sysctl",
+        }
+    }
+}
+
+impl fmt::Display for EventAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One `[[event]]` entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventSpec {
+    /// Seconds into the measurement window.
+    pub at_s: f64,
+    /// What happens.
+    pub action: EventAction,
+    /// `weight`: the `[[vm]]` entry whose instances change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm: Option<String>,
+    /// `sysctl`: the dotted sysctl name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// `weight`: the new weight; `sysctl`: the value written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<SysctlValue>,
 }
 
 /// One `[[vm]]` entry: `count` identical VM instances, each one VMM process.
@@ -179,6 +253,26 @@ pub struct VmSpec {
     /// idle/bursty: guest work per tick in microseconds.
     #[serde(default = "default_burst_us")]
     pub burst_us: u32,
+    /// Addition: place each instance's VMM by hand into its own cpu cgroup with this `cpu.max`
+    /// (`"max"` or `"QUOTA PERIOD"`, microseconds), whatever the policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_max: Option<String>,
+}
+
+/// Whether `s` is a valid cgroup v2 `cpu.max` value: `max` or `QUOTA PERIOD` with
+/// QUOTA 1000.. and PERIOD 1000..=1000000 (µs), either optionally `max [PERIOD]`.
+pub fn valid_cpu_max(s: &str) -> bool {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    let period_ok = |p: &str| {
+        p.parse::<u64>()
+            .is_ok_and(|v| (1000..=1_000_000).contains(&v))
+    };
+    match parts.as_slice() {
+        ["max"] => true,
+        ["max", p] => period_ok(p),
+        [q, p] => q.parse::<u64>().is_ok_and(|v| v >= 1000) && period_ok(p),
+        _ => false,
+    }
 }
 
 /// One `[[host]]` entry: `count` ordinary processes with `threads` busy threads each.
@@ -323,6 +417,14 @@ impl Scenario {
                 19,
                 10000,
             );
+            if let Some(m) = &vm.cpu_max {
+                if !valid_cpu_max(m) {
+                    errs.push(format!(
+                        "{what}: cpu_max = {m:?} must be \"max\" or \"QUOTA PERIOD\" in \
+                         microseconds (quota >= 1000, period 1000..=1000000)"
+                    ));
+                }
+            }
             if vm.tick_hz > 0 && u64::from(vm.burst_us) * u64::from(vm.tick_hz) >= 1_000_000 {
                 errs.push(format!(
                     "{what}: burst_us = {} must be shorter than one tick (1e6 / tick_hz = {} us)",
@@ -346,6 +448,57 @@ impl Scenario {
                     "{what}: load = \"{}\" is not supported for host processes (only \"busy\")",
                     h.load
                 ));
+            }
+        }
+        if self.sample_ms != 0 {
+            check_range(&mut errs, "sample_ms", self.sample_ms, 50, 5000);
+        }
+        let mut last_at = 0.0;
+        for (i, ev) in self.event.iter().enumerate() {
+            let what = format!("event {} ({})", i + 1, ev.action);
+            if !(ev.at_s >= 0.0 && ev.at_s < self.duration_s) {
+                errs.push(format!(
+                    "{what}: at_s = {} must be in [0, duration_s = {})",
+                    ev.at_s, self.duration_s
+                ));
+            }
+            if ev.at_s < last_at {
+                errs.push(format!("{what}: events must be in order of at_s"));
+            }
+            last_at = ev.at_s;
+            let (want_vm, want_key, want_value) = match ev.action {
+                EventAction::Weight => (true, false, true),
+                EventAction::Sysctl => (false, true, true),
+                EventAction::Modprobe | EventAction::Rmmod => (false, false, false),
+            };
+            for (have, want, key) in [
+                (ev.vm.is_some(), want_vm, "vm"),
+                (ev.key.is_some(), want_key, "key"),
+                (ev.value.is_some(), want_value, "value"),
+            ] {
+                if have && !want {
+                    errs.push(format!("{what}: `{key}` does not apply"));
+                } else if want && !have {
+                    errs.push(format!("{what}: `{key}` is required"));
+                }
+            }
+            if ev.action == EventAction::Weight {
+                if let Some(vm) = &ev.vm {
+                    if !self.vm.iter().any(|v| &v.name == vm) {
+                        errs.push(format!("{what}: no [[vm]] named {vm:?}"));
+                    }
+                }
+                if let Some(v) = &ev.value {
+                    match v.to_string().parse::<u32>() {
+                        Ok(w) => check_range(&mut errs, &format!("{what}: value"), w, 1, 10000),
+                        Err(_) => errs.push(format!("{what}: value {v} is not a weight")),
+                    }
+                }
+            }
+            if let (EventAction::Sysctl, Some(key)) = (ev.action, &ev.key) {
+                if !key.contains('.') || key.contains(['/', '\n', '\0', ' ']) {
+                    errs.push(format!("{what}: key {key:?} must be a dotted sysctl name"));
+                }
             }
         }
         if errs.is_empty() {
@@ -430,6 +583,49 @@ pub struct GroupResult {
     /// Addition: the sub-test figures behind `index` (`load = "bench"`), empty otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bench: Vec<BenchScore>,
+    /// Addition: the time series (`sample_ms` > 0): cumulative figures since the window start,
+    /// the first sample at the start (all zero), the last at the end.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub series: Vec<Sample>,
+}
+
+/// One point of a time series.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Seconds since the window start.
+    pub t_s: f64,
+    /// CPU time of the process since the window start, seconds.
+    pub cpu_s: f64,
+    /// Guest progress since the window start (as `work`).
+    pub work: u64,
+}
+
+/// What happened for one `[[event]]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// Seconds into the window when the action was taken.
+    pub at_s: f64,
+    /// The action.
+    pub action: EventAction,
+    /// What was done (paths and values written, command run).
+    pub detail: String,
+    /// Whether the action succeeded.
+    pub ok: bool,
+    /// How long the action took, seconds.
+    pub took_s: f64,
+}
+
+/// A pass/fail check the runner made (for example: every thread back in its group after
+/// `rmmod`). Unlike `problems`, a failed check does not make the figures invalid: it is a
+/// finding for the test that asked for it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    /// Short name, e.g. `groups-restored`.
+    pub name: String,
+    /// Whether it held.
+    pub ok: bool,
+    /// The figures behind it.
+    pub detail: String,
 }
 
 /// One sub-test of the `bench` load over the window (all vCPUs of the VM).
@@ -491,6 +687,12 @@ pub struct ScenarioResult {
     /// Addition: the accounting identity figures, if they were measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accounting: Option<Accounting>,
+    /// Addition: what happened for each `[[event]]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<EventRecord>,
+    /// Addition: checks made by the runner (see [`Check`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<Check>,
 }
 
 impl ScenarioResult {
@@ -676,6 +878,18 @@ load = "busy"
                     baseline: 10.0,
                     score: 10.0,
                 }],
+                series: vec![
+                    Sample {
+                        t_s: 0.0,
+                        cpu_s: 0.0,
+                        work: 0,
+                    },
+                    Sample {
+                        t_s: 0.25,
+                        cpu_s: 0.24,
+                        work: 1000,
+                    },
+                ],
             }],
             valid: false,
             problems: vec!["vm a#0 vcpu 1: exit SHUTDOWN".into()],
@@ -686,6 +900,113 @@ load = "busy"
                 idle_s: 1.0,
                 ratio: 0.9995,
             }),
+            events: vec![EventRecord {
+                at_s: 4.01,
+                action: EventAction::Weight,
+                detail: "b#0: 300".into(),
+                ok: true,
+                took_s: 0.001,
+            }],
+            checks: vec![Check {
+                name: "groups-restored".into(),
+                ok: true,
+                detail: "12 threads".into(),
+            }],
+        }
+    }
+
+    const EVENTS: &str = r#"
+name = "ev"
+duration_s = 10
+policy = "autogroup"
+sample_ms = 250
+[[vm]]
+name = "a"
+cpu_max = "50000 100000"
+[[event]]
+at_s = 2
+action = "modprobe"
+[[event]]
+at_s = 4
+action = "weight"
+vm = "a"
+value = 300
+[[event]]
+at_s = 5
+action = "sysctl"
+key = "kernel.vmfair.enabled"
+value = "0"
+[[event]]
+at_s = 6
+action = "rmmod"
+"#;
+
+    #[test]
+    fn events_and_series_parse() {
+        let s = Scenario::from_toml_str(EVENTS).unwrap();
+        assert_eq!(s.sample_ms, 250);
+        assert_eq!(s.vm[0].cpu_max.as_deref(), Some("50000 100000"));
+        let actions: Vec<_> = s.event.iter().map(|e| e.action).collect();
+        assert_eq!(
+            actions,
+            [
+                EventAction::Modprobe,
+                EventAction::Weight,
+                EventAction::Sysctl,
+                EventAction::Rmmod
+            ]
+        );
+        assert_eq!(s.event[1].value.as_ref().unwrap().to_string(), "300");
+        assert_eq!(Scenario::from_toml_str(GOOD).unwrap().sample_ms, 0);
+    }
+
+    #[test]
+    fn bad_events_rejected() {
+        let cases = [
+            ("at_s = 6\n", "at_s = 10\n", "at_s"),
+            ("at_s = 4\n", "at_s = 1\n", "order"),
+            ("vm = \"a\"", "vm = \"zz\"", "no [[vm]]"),
+            ("value = 300", "value = 0", "out of range"),
+            ("value = 300", "value = \"heavy\"", "not a weight"),
+            ("vm = \"a\"\n", "", "`vm` is required"),
+            (
+                "action = \"rmmod\"",
+                "action = \"rmmod\"\nvm = \"a\"",
+                "does not apply",
+            ),
+            (
+                "action = \"rmmod\"",
+                "action = \"reboot\"",
+                "unknown variant",
+            ),
+            ("sample_ms = 250", "sample_ms = 10", "sample_ms"),
+            ("\"50000 100000\"", "\"50 100000\"", "cpu_max"),
+            ("\"50000 100000\"", "\"lots\"", "cpu_max"),
+            ("key = \"kernel.vmfair.enabled\"", "key = \"a/b\"", "dotted"),
+        ];
+        for (from, to, want) in cases {
+            assert!(EVENTS.contains(from), "{from}");
+            let text = EVENTS.replacen(from, to, 1);
+            let e = Scenario::from_toml_str(&text).unwrap_err();
+            assert!(e.contains(want), "{from} -> {to}: {e}");
+        }
+    }
+
+    #[test]
+    fn cpu_max_syntax() {
+        for ok in ["max", "max 100000", "20000 100000", "1000 1000"] {
+            assert!(valid_cpu_max(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "max max",
+            "999 100000",
+            "20000 999",
+            "20000",
+            "1 2 3",
+            "-5 100000",
+        ] {
+            assert!(!valid_cpu_max(bad), "{bad}");
         }
     }
 
