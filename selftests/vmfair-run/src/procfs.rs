@@ -98,6 +98,82 @@ pub fn comms() -> Vec<(u32, String)> {
         .collect()
 }
 
+/// The scheduler's debug file (debugfs): every thread with its task group, per CPU.
+pub const SCHED_DEBUG: &str = "/sys/kernel/debug/sched/debug";
+
+/// Every thread's scheduler group as the kernel names it (`/`, `/autogroup-3`, `/vmgroup-2`,
+/// a cgroup path), and the groups that have a run queue on the leaf list (`cfs_rq[N]:<path>`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SchedGroups {
+    /// Thread id to group path.
+    pub of_thread: HashMap<u32, String>,
+    /// Task lines that could not be parsed (for diagnostics).
+    pub unparsed: Vec<String>,
+    /// Group paths of the `cfs_rq[N]:` headers.
+    pub cfs_rqs: std::collections::BTreeSet<String>,
+}
+
+impl SchedGroups {
+    /// Distinct group paths of all threads.
+    pub fn paths(&self) -> std::collections::BTreeSet<&str> {
+        self.of_thread.values().map(String::as_str).collect()
+    }
+}
+
+/// Reads [`SCHED_DEBUG`]; see [`parse_sched_debug`].
+pub fn sched_groups() -> Result<SchedGroups, String> {
+    let text = fs::read_to_string(SCHED_DEBUG).map_err(|e| format!("{SCHED_DEBUG}: {e}"))?;
+    let g = parse_sched_debug(&text);
+    if g.of_thread.is_empty() {
+        return Err(format!("{SCHED_DEBUG}: no task lines with a group path"));
+    }
+    Ok(g)
+}
+
+/// Parses the task lines of the scheduler's debug file (7.3 `print_task()`: a two-character
+/// state, the comm right-aligned in 15 columns, the pid, ..., and with `CONFIG_CGROUP_SCHED` the
+/// group path last) and its `cfs_rq[N]:<path>` headers.
+pub fn parse_sched_debug(text: &str) -> SchedGroups {
+    let mut g = SchedGroups::default();
+    let mut in_tasks = false;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("cfs_rq[") {
+            if let Some((_, path)) = rest.split_once("]:") {
+                g.cfs_rqs.insert(path.trim().to_string());
+            }
+            continue;
+        }
+        if line.starts_with("runnable tasks:") {
+            in_tasks = true;
+            continue;
+        }
+        let header = line.contains(" task ") && line.contains(" PID ");
+        if !in_tasks || line.len() < 20 || header || line.starts_with("---") {
+            if line.is_empty() || line.starts_with("cpu#") {
+                in_tasks = false;
+            }
+            continue;
+        }
+        let parsed = (|| {
+            let (state, rest) = (line.get(..2)?, line.get(18..)?);
+            if !state.starts_with([' ', '>']) {
+                return None;
+            }
+            let mut fields = rest.split_whitespace();
+            let tid = fields.next()?.parse::<u32>().ok()?;
+            let path = fields.last().filter(|p| p.starts_with('/'))?;
+            Some((tid, path.to_string()))
+        })();
+        match parsed {
+            Some((tid, path)) => {
+                g.of_thread.insert(tid, path);
+            }
+            None => g.unparsed.push(line.to_string()),
+        }
+    }
+    g
+}
+
 /// KVM's debugfs directory (per VM: `<pid>-<vm fd>/`).
 pub const KVM_DEBUGFS: &str = "/sys/kernel/debug/kvm";
 
@@ -279,6 +355,73 @@ pub fn kernel_release() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A task line as 7.3's `print_task()` writes it (`" %c %15s %5d ..."`, group path last).
+    fn task_line(state: &str, comm: &str, pid: u32, path: &str) -> String {
+        format!(
+            "{state} {comm:>15} {pid:>5}    1048576         6.134787   E           8.894410 \
+             2.800000        36.217553        53   120         0.000000         0.000000 \
+             0.000000        {path}"
+        )
+    }
+
+    fn sched_debug_sample() -> String {
+        let header = " S            task   PID     weight       vruntime   eligible    deadline \
+                      slice          sum-exec      switches  prio         wait-time        \
+                      sum-sleep       sum-block  group-path";
+        [
+            "cpu#0".to_string(),
+            "  .nr_running                    : 2".into(),
+            String::new(),
+            "cfs_rq[0]:/vmgroup-2".into(),
+            "  .left_deadline                 : 1.0".into(),
+            "cfs_rq[0]:/".into(),
+            String::new(),
+            "runnable tasks:".into(),
+            header.into(),
+            "-".repeat(120),
+            task_line(" S", "init", 1, "/"),
+            task_line(" S", "my thread 1", 101, "/autogroup-3"),
+            task_line(">R", "vmfair-run", 205, "/vmgroup-2"),
+            String::new(),
+            "cpu#1".into(),
+            String::new(),
+            "runnable tasks:".into(),
+            header.into(),
+            "-----".into(),
+            task_line(" I", "kworker/1:0", 30, "/"),
+            task_line(" S", "a-fifteen-char-", 31, "/x/y"),
+        ]
+        .join("\n")
+    }
+
+    #[test]
+    fn sched_debug_parsed() {
+        let text = sched_debug_sample();
+        let g = parse_sched_debug(&text);
+        assert_eq!(g.of_thread.len(), 5, "{g:?}");
+        assert!(g.unparsed.is_empty(), "{g:?}");
+        assert_eq!(g.of_thread[&31], "/x/y");
+        assert_eq!(g.of_thread[&1], "/");
+        assert_eq!(g.of_thread[&101], "/autogroup-3");
+        assert_eq!(g.of_thread[&205], "/vmgroup-2");
+        assert_eq!(g.of_thread[&30], "/");
+        assert_eq!(
+            g.paths().into_iter().collect::<Vec<_>>(),
+            ["/", "/autogroup-3", "/vmgroup-2", "/x/y"]
+        );
+        assert_eq!(
+            g.cfs_rqs.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["/", "/vmgroup-2"]
+        );
+        // Without CONFIG_CGROUP_SCHED there is no group column: nothing is made up.
+        let no_groups: String = text
+            .lines()
+            .map(|l| l.trim_end_matches(|c: char| c == '/' || c.is_alphanumeric() || c == '-'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(parse_sched_debug(&no_groups).of_thread.is_empty());
+    }
 
     #[test]
     fn cpu_lists() {

@@ -20,7 +20,10 @@ use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vmfair_scenario::{Accounting, GroupKind, GroupResult, Load, Policy, Scenario, ScenarioResult};
+use vmfair_scenario::{
+    Accounting, Check, EventAction, EventRecord, EventSpec, GroupKind, GroupResult, Load, Policy,
+    Sample, Scenario, ScenarioResult,
+};
 
 /// How long a process may take from spawn until all its threads run.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -78,6 +81,8 @@ struct Member {
     messages_seen: usize,
     /// Kernel threads working for this VM outside its process (`kvm-pit/<pid>`).
     kthreads: Vec<u32>,
+    /// The cpu cgroup the process was placed in (policy cgroup, or `cpu_max`).
+    cgroup: Option<String>,
 }
 
 impl Member {
@@ -144,6 +149,17 @@ struct Run {
     members: Vec<Member>,
     cgroups: Vec<String>,
     problems: Vec<String>,
+    /// Per member: the time series (`sample_ms` > 0).
+    series: Vec<Vec<Sample>>,
+    events: Vec<EventRecord>,
+    checks: Vec<Check>,
+    /// Every thread's group just before the first `modprobe` event.
+    groups_before_load: Option<procfs::SchedGroups>,
+}
+
+/// The thread ids of process `pid`.
+fn thread_ids(pid: u32) -> Vec<u32> {
+    procfs::tasks(Some(pid)).into_keys().collect()
 }
 
 fn write_file(path: &str, value: &str) -> Result<(), String> {
@@ -159,6 +175,42 @@ fn modprobe_argv() -> Vec<String> {
         .find(|p| Path::new(p).exists())
         .unwrap_or_else(|| "/sbin/modprobe".into());
     vec![exe, "vmfair".into()]
+}
+
+/// `rmmod vmfair`, with rmmod found on PATH.
+fn rmmod_argv() -> Vec<String> {
+    let mut argv = modprobe_argv();
+    argv[0] = argv[0].replace("modprobe", "rmmod");
+    argv
+}
+
+/// Runs a tool to completion; Err names it and how it ended.
+fn run_tool(argv: &[String]) -> Result<(), String> {
+    let st = sys::spawn(argv, ChildSetup::default())
+        .and_then(|mut p| p.wait())
+        .map_err(|e| format!("cannot run {}: {e}", argv.join(" ")))?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(format!("{} failed: {st}", argv.join(" ")))
+    }
+}
+
+/// Mounts cgroup v2 if needed and enables the cpu controller for the root's children.
+fn cpu_controller() -> Result<(), String> {
+    let controllers = format!("{CGROUP_ROOT}/cgroup.controllers");
+    if !Path::new(&controllers).exists() {
+        sys::mount("cgroup2", CGROUP_ROOT)
+            .map_err(|e| format!("mount cgroup2 on {CGROUP_ROOT}: {e}"))?;
+    }
+    let have = fs::read_to_string(&controllers).map_err(|e| format!("{controllers}: {e}"))?;
+    if !have.split_whitespace().any(|c| c == "cpu") {
+        return Err(format!(
+            "cgroup v2 has no cpu controller (controllers: {:?})",
+            have.trim()
+        ));
+    }
+    write_file(&format!("{CGROUP_ROOT}/cgroup.subtree_control"), "+cpu")
 }
 
 fn setup_policy(scn: &Scenario) -> Result<(), String> {
@@ -178,35 +230,12 @@ fn setup_policy(scn: &Scenario) -> Result<(), String> {
             }
         }
     }
-    match scn.policy {
-        Policy::Cgroup => {
-            let controllers = format!("{CGROUP_ROOT}/cgroup.controllers");
-            if !Path::new(&controllers).exists() {
-                sys::mount("cgroup2", CGROUP_ROOT)
-                    .map_err(|e| format!("mount cgroup2 on {CGROUP_ROOT}: {e}"))?;
-            }
-            let have =
-                fs::read_to_string(&controllers).map_err(|e| format!("{controllers}: {e}"))?;
-            if !have.split_whitespace().any(|c| c == "cpu") {
-                return Err(format!(
-                    "cgroup v2 has no cpu controller (controllers: {:?})",
-                    have.trim()
-                ));
-            }
-            write_file(&format!("{CGROUP_ROOT}/cgroup.subtree_control"), "+cpu")?;
-        }
-        Policy::Vmfair => {
-            if !Path::new("/sys/module/vmfair").exists() {
-                log("modprobe vmfair");
-                let st = sys::spawn(&modprobe_argv(), ChildSetup::default())
-                    .and_then(|mut p| p.wait())
-                    .map_err(|e| format!("cannot run modprobe: {e}"))?;
-                if !st.success() {
-                    return Err(format!("modprobe vmfair failed: {st}"));
-                }
-            }
-        }
-        Policy::Stock | Policy::Autogroup => {}
+    if scn.policy == Policy::Cgroup || scn.vm.iter().any(|v| v.cpu_max.is_some()) {
+        cpu_controller()?;
+    }
+    if scn.policy == Policy::Vmfair && !Path::new("/sys/module/vmfair").exists() {
+        log("modprobe vmfair");
+        run_tool(&modprobe_argv())?;
     }
     for (key, value) in &scn.sysctl {
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
@@ -255,6 +284,10 @@ fn run_file(path: &str) -> Result<ScenarioResult, String> {
         members: Vec::new(),
         cgroups: Vec::new(),
         problems: Vec::new(),
+        series: Vec::new(),
+        events: Vec::new(),
+        checks: Vec::new(),
+        groups_before_load: None,
     };
     if cpus != scn.guest_cpus {
         run.problems.push(format!(
@@ -284,6 +317,8 @@ fn run_file(path: &str) -> Result<ScenarioResult, String> {
         valid,
         problems: run.problems,
         accounting: Some(accounting),
+        events: run.events,
+        checks: run.checks,
     })
 }
 
@@ -299,14 +334,21 @@ impl Run {
                 let (_f, mem) = map_state_file(&state_path, GUEST_MEM_SIZE + STATUS_SIZE, false)
                     .map_err(|e| format!("{label}: state file: {e}"))?;
                 let mut cgroup_procs = None;
-                if scn.policy == Policy::Cgroup {
+                let mut cgroup = None;
+                if scn.policy == Policy::Cgroup || vm.cpu_max.is_some() {
                     let cg = format!("{CGROUP_ROOT}/vmfair-{}-{i}", vm.name);
                     if !Path::new(&cg).exists() {
                         fs::create_dir(&cg).map_err(|e| format!("mkdir {cg}: {e}"))?;
                     }
                     self.cgroups.push(cg.clone());
-                    write_file(&format!("{cg}/cpu.weight"), &vm.weight.to_string())?;
+                    if scn.policy == Policy::Cgroup {
+                        write_file(&format!("{cg}/cpu.weight"), &vm.weight.to_string())?;
+                    }
+                    if let Some(max) = &vm.cpu_max {
+                        write_file(&format!("{cg}/cpu.max"), max)?;
+                    }
                     cgroup_procs = Some(format!("{cg}/cgroup.procs"));
+                    cgroup = Some(cg);
                 }
                 let argv: Vec<String> = [
                     exe.as_str(),
@@ -359,6 +401,7 @@ impl Run {
                     last_work: vec![0; vm.vcpus as usize],
                     messages_seen: 0,
                     kthreads: Vec::new(),
+                    cgroup,
                 });
             }
         }
@@ -411,6 +454,7 @@ impl Run {
                     last_work: vec![0; h.threads as usize],
                     messages_seen: 0,
                     kthreads: Vec::new(),
+                    cgroup: None,
                 });
             }
         }
@@ -610,10 +654,17 @@ impl Run {
         }
         log(&format!("all running; warm-up {} s", scn.warmup_s));
         self.sleep_checked(Duration::from_secs_f64(scn.warmup_s))?;
+        if scn.policy == Policy::Vmfair && Path::new(procfs::SCHED_DEBUG).exists() {
+            // Every VM in a VM group of its own; hand-placed ones still in their cgroup.
+            self.check_grouped();
+        }
         let start = self.edge()?;
         log(&format!("window start; measuring {} s", scn.duration_s));
-        self.sleep_checked(Duration::from_secs_f64(scn.duration_s))?;
+        self.window(scn, &start)?;
         let end = self.edge()?;
+        if scn.sample_ms > 0 {
+            self.sample(&start, (end.at - start.at).as_secs_f64());
+        }
         self.check();
         let window_s = (end.at - start.at).as_secs_f64();
         log(&format!("window end after {window_s:.3} s"));
@@ -741,6 +792,7 @@ impl Run {
                     })
                     .collect(),
                 bench: bench_scores,
+                series: self.series.get(k).cloned().unwrap_or_default(),
             };
             log(&format!(
                 "{:<24} cpu {:7.3} s  wait {:7.3} s  kthreads {:6.3} s  work {:>11} ({:.1} M/s)  \
@@ -763,6 +815,295 @@ impl Run {
              {window_s:.3} s: ratio {ratio:.4}"
         ));
         Ok((window_s, groups, accounting))
+    }
+
+    /// The measurement window: health checks every TICK, samples every `sample_ms`, and the
+    /// `[[event]]` actions when they are due.
+    fn window(&mut self, scn: &Scenario, start: &Edge) -> Result<(), String> {
+        let length = Duration::from_secs_f64(scn.duration_s);
+        let period = Duration::from_millis(u64::from(scn.sample_ms));
+        self.series = vec![Vec::new(); self.members.len()];
+        if scn.sample_ms > 0 {
+            self.sample(start, 0.0);
+        }
+        let mut next_sample = period;
+        let mut pending = scn.event.iter().peekable();
+        loop {
+            self.check();
+            if sys::stop_requested() {
+                return Err("interrupted by a signal".into());
+            }
+            let now = start.at.elapsed();
+            while let Some(ev) = pending.next_if(|e| Duration::from_secs_f64(e.at_s) <= now) {
+                self.event(ev, start.at);
+            }
+            let now = start.at.elapsed();
+            if now >= length {
+                return Ok(());
+            }
+            if scn.sample_ms > 0 && now >= next_sample {
+                self.sample(start, now.as_secs_f64());
+                while next_sample <= now {
+                    next_sample += period;
+                }
+            }
+            let mut wake = length.min(now + TICK);
+            if scn.sample_ms > 0 {
+                wake = wake.min(next_sample);
+            }
+            if let Some(ev) = pending.peek() {
+                wake = wake.min(Duration::from_secs_f64(ev.at_s));
+            }
+            std::thread::sleep(wake.saturating_sub(now));
+        }
+    }
+
+    /// Appends one point to every member's time series.
+    fn sample(&mut self, start: &Edge, t_s: f64) {
+        for (k, m) in self.members.iter().enumerate() {
+            let pid = m.pid;
+            let now = procfs::tasks(Some(pid));
+            let (run, _) = procfs::delta(
+                &start
+                    .tasks
+                    .iter()
+                    .filter(|(_, t)| t.pid == pid)
+                    .map(|(tid, t)| (*tid, *t))
+                    .collect(),
+                &now,
+                |_, _| true,
+            );
+            let work: u64 = m
+                .work()
+                .iter()
+                .zip(&start.work[k])
+                .map(|(e, s)| e.saturating_sub(*s))
+                .sum();
+            self.series[k].push(Sample {
+                t_s,
+                cpu_s: run as f64 * 1e-9,
+                work,
+            });
+        }
+    }
+
+    /// Carries out one `[[event]]` and records it.
+    fn event(&mut self, ev: &EventSpec, window_start: Instant) {
+        let at_s = window_start.elapsed().as_secs_f64();
+        let t0 = Instant::now();
+        let (detail, result) = match ev.action {
+            EventAction::Weight => {
+                let name = ev.vm.clone().unwrap_or_default();
+                let value = ev.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
+                let mut done = Vec::new();
+                let mut result = Ok(());
+                for m in self.members.iter_mut().filter(|m| m.name == name) {
+                    let path = match &m.cgroup {
+                        Some(cg) if !Path::new("/sys/module/vmfair").exists() => {
+                            format!("{cg}/cpu.weight")
+                        }
+                        _ => format!("/proc/sys/kernel/vmfair/vm/{}/weight", m.pid),
+                    };
+                    match write_file(&path, &value) {
+                        Ok(()) => {
+                            m.weight = value.parse().unwrap_or(m.weight);
+                            done.push(path);
+                        }
+                        Err(e) => result = Err(e),
+                    }
+                }
+                (format!("{value} -> {}", done.join(", ")), result)
+            }
+            EventAction::Sysctl => {
+                let key = ev.key.clone().unwrap_or_default();
+                let value = ev.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
+                let path = format!("/proc/sys/{}", key.replace('.', "/"));
+                (format!("{key} = {value}"), write_file(&path, &value))
+            }
+            EventAction::Modprobe => {
+                if self.groups_before_load.is_none() {
+                    match procfs::sched_groups() {
+                        Ok(g) => self.groups_before_load = Some(g),
+                        Err(e) => self.checks.push(Check {
+                            name: "groups-before-load".into(),
+                            ok: false,
+                            detail: e,
+                        }),
+                    }
+                }
+                let argv = modprobe_argv();
+                let r = run_tool(&argv);
+                if r.is_ok() {
+                    self.check_grouped();
+                }
+                (argv.join(" "), r)
+            }
+            EventAction::Rmmod => {
+                let argv = rmmod_argv();
+                let r = run_tool(&argv);
+                if r.is_ok() {
+                    self.check_restored();
+                }
+                (argv.join(" "), r)
+            }
+        };
+        let took_s = t0.elapsed().as_secs_f64();
+        let ok = result.is_ok();
+        let detail = match result {
+            Ok(()) => detail,
+            Err(e) => format!("{detail}: {e}"),
+        };
+        log(&format!(
+            "event at {at_s:.3} s: {} {detail} ({}, {took_s:.3} s)",
+            ev.action,
+            if ok { "ok" } else { "FAILED" }
+        ));
+        self.events.push(EventRecord {
+            at_s,
+            action: ev.action,
+            detail,
+            ok,
+            took_s,
+        });
+    }
+
+    /// After `modprobe`: every thread of every VM placed by hand in a cgroup is still there,
+    /// every other VM thread is in a VM group (`/vmgroup-<id>`), one group per VM.
+    fn check_grouped(&mut self) {
+        let groups = match procfs::sched_groups() {
+            Ok(g) => g,
+            Err(e) => {
+                self.checks.push(Check {
+                    name: "vms-grouped".into(),
+                    ok: false,
+                    detail: e,
+                });
+                return;
+            }
+        };
+        let mut bad = Vec::new();
+        let mut seen = 0;
+        let mut vm_groups = std::collections::BTreeSet::new();
+        for m in self.members.iter().filter(|m| m.kind == GroupKind::Vm) {
+            let mut paths = std::collections::BTreeSet::new();
+            for tid in thread_ids(m.pid) {
+                let Some(path) = groups.of_thread.get(&tid) else {
+                    let raw: Vec<&String> = groups
+                        .unparsed
+                        .iter()
+                        .filter(|l| l.contains(&format!(" {tid} ")))
+                        .take(2)
+                        .collect();
+                    bad.push(format!(
+                        "{} thread {tid} not in {} (unparsed: {raw:?}; {} unparsed lines)",
+                        m.label,
+                        procfs::SCHED_DEBUG,
+                        groups.unparsed.len()
+                    ));
+                    continue;
+                };
+                seen += 1;
+                paths.insert(path.clone());
+                let want_cgroup = m.cgroup.as_ref().map(|cg| &cg[CGROUP_ROOT.len()..]);
+                let ok = match want_cgroup {
+                    Some(cg) => path == cg,
+                    None => path.starts_with("/vmgroup-"),
+                };
+                if !ok {
+                    bad.push(format!("{} thread {tid} in {path}", m.label));
+                }
+            }
+            if m.cgroup.is_none() {
+                if paths.len() != 1 {
+                    bad.push(format!(
+                        "{} threads in {} groups: {paths:?}",
+                        m.label,
+                        paths.len()
+                    ));
+                }
+                vm_groups.extend(paths);
+            }
+        }
+        let vms = self
+            .members
+            .iter()
+            .filter(|m| m.kind == GroupKind::Vm && m.cgroup.is_none())
+            .count();
+        if vm_groups.len() != vms {
+            bad.push(format!("{vms} VMs in {} VM groups", vm_groups.len()));
+        }
+        self.checks.push(Check {
+            name: "vms-grouped".into(),
+            ok: bad.is_empty() && seen > 0,
+            detail: if bad.is_empty() {
+                format!("{seen} VM threads in {} VM groups", vm_groups.len())
+            } else {
+                bad.join("; ")
+            },
+        });
+    }
+
+    /// After `rmmod`: every thread that existed before the first `modprobe` is back in the
+    /// group it was in then, and the set of groups in use is the same (so the same count), with
+    /// no VM group left anywhere.
+    fn check_restored(&mut self) {
+        let Some(before) = self.groups_before_load.clone() else {
+            return;
+        };
+        let after = match procfs::sched_groups() {
+            Ok(g) => g,
+            Err(e) => {
+                self.checks.push(Check {
+                    name: "groups-restored".into(),
+                    ok: false,
+                    detail: e,
+                });
+                return;
+            }
+        };
+        let mut moved = Vec::new();
+        let mut compared = 0;
+        let mut vm_threads = 0;
+        for m in &self.members {
+            for tid in thread_ids(m.pid) {
+                if let (Some(b), Some(a)) = (before.of_thread.get(&tid), after.of_thread.get(&tid))
+                {
+                    compared += 1;
+                    if m.kind == GroupKind::Vm {
+                        vm_threads += 1;
+                    }
+                    if a != b {
+                        moved.push(format!("{} thread {tid}: {b} -> {a}", m.label));
+                    }
+                }
+            }
+        }
+        self.checks.push(Check {
+            name: "groups-restored".into(),
+            ok: moved.is_empty() && vm_threads > 0,
+            detail: if moved.is_empty() {
+                format!("{compared} threads ({vm_threads} of VMs) back in their groups")
+            } else {
+                moved.join("; ")
+            },
+        });
+        let (pb, pa) = (before.paths(), after.paths());
+        let left: Vec<&String> = after
+            .of_thread
+            .values()
+            .chain(&after.cfs_rqs)
+            .filter(|p| p.starts_with("/vmgroup-"))
+            .collect();
+        self.checks.push(Check {
+            name: "group-count".into(),
+            ok: pb == pa && left.is_empty(),
+            detail: format!(
+                "{} groups in use before load {pb:?}, {} after unload {pa:?}; VM groups left: {}",
+                pb.len(),
+                pa.len(),
+                left.len()
+            ),
+        });
     }
 
     /// SIGTERM to every live member, SIGKILL to those that do not exit in time.
