@@ -3,6 +3,7 @@
 
 mod docsync;
 mod experiment;
+mod fairness;
 mod guest;
 mod kbuild;
 mod kunit;
@@ -28,6 +29,7 @@ const USAGE: &str = "usage: cargo xtask <command>
   initramfs          build everything the guest needs
   boot [STEP…]       boot the guest with a plan (default: info kunit)
   scenario FILE…     run scenarios in the guest, write results/<name>.json
+  judge FILE…        judge results/<name>.json of scenarios against their entitlement
   test               the full test suite; ends with 'N passed, N failed'
   demo               the main job: the study's experiment, short sweep, into results/demo/
   bench [--report]   the full sweep into results/bench/ (--report: redraw from its JSON)
@@ -133,6 +135,10 @@ fn real_main() -> Result<()> {
         "scenario" => {
             let files: Vec<PathBuf> = rest.iter().map(PathBuf::from).collect();
             scenario::cmd(&ctx, &files)?
+        }
+        "judge" => {
+            let files: Vec<PathBuf> = rest.iter().map(PathBuf::from).collect();
+            fairness::cmd(&ctx, &files)?
         }
         "test" => {
             let failed = selftest::run(&ctx)?;

@@ -1,0 +1,507 @@
+//! Judging scenario results against what each VM is entitled to (issue 3's
+//! acceptance): weighted max-min fair shares of the guest's CPUs computed by
+//! `vmfair-policy` (the module's own code), the settling time of a run-time
+//! weight change, that no VM stops, and the runner's own checks.
+//!
+//! `cargo xtask judge SCENARIO.toml…` prints the verdicts for results already
+//! in `results/`; `make test` runs the fairness scenarios and counts them.
+
+use crate::util::{self, Ctx};
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use vmfair_scenario::{EventAction, GroupKind, Load, Policy, Scenario, ScenarioResult};
+
+/// Allowed relative deviation from the entitlement.
+pub const TOLERANCE: f64 = 0.10;
+/// A run-time weight change must reach its new share within this many seconds.
+pub const SETTLE_LIMIT_S: f64 = 2.0;
+/// Length of the rolling window over which the settling share is measured.
+const ROLLING_S: f64 = 0.5;
+/// A VM must make progress in every span of this length of the time series.
+const PROGRESS_SPAN_S: f64 = 0.5;
+
+/// One pass/fail finding about one result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+fn verdict(name: &str, ok: bool, detail: String) -> Verdict {
+    Verdict {
+        name: name.to_string(),
+        ok,
+        detail,
+    }
+}
+
+/// CPU cap of a `cpu_max` value (`"QUOTA PERIOD"`), None for `max`.
+fn cpu_max_cap(s: &str) -> Option<f64> {
+    let mut it = s.split_whitespace();
+    let q: f64 = it.next()?.parse().ok()?;
+    let p: f64 = it.next().and_then(|p| p.parse().ok()).unwrap_or(100_000.0);
+    Some(q / p)
+}
+
+/// The weight of `vm` at the end of the window: its last `weight` event, or its own.
+fn final_weight(scn: &Scenario, vm: &str, own: u32) -> u32 {
+    scn.event
+        .iter()
+        .filter(|e| e.action == EventAction::Weight && e.vm.as_deref() == Some(vm))
+        .filter_map(|e| e.value.as_ref()?.to_string().parse().ok())
+        .next_back()
+        .unwrap_or(own)
+}
+
+/// The share mode the scenario sets (`kernel.vmfair.share_mode` in `[sysctl]`), else per VM.
+fn share_mode(scn: &Scenario) -> vmfair_policy::ShareMode {
+    scn.sysctl
+        .get("kernel.vmfair.share_mode")
+        .and_then(|v| vmfair_policy::parse_share_mode(v.to_string().as_bytes()).ok())
+        .unwrap_or(vmfair_policy::ShareMode::PerVm)
+}
+
+/// Entitled CPUs of every VM instance, in the order of the result's VM groups (by name and
+/// instance), with the weights in force at the end of the window (after the last `weight`
+/// event); None if the scenario is not
+/// one whose shares vmfair defines (not policy vmfair, idle/bursty VMs, host processes).
+pub fn entitlements(scn: &Scenario) -> Option<Vec<(String, u32, f64)>> {
+    if scn.policy != Policy::Vmfair || !scn.host.is_empty() {
+        return None;
+    }
+    let mode = share_mode(scn);
+    let mut capped = Vec::new();
+    let mut fair = Vec::new();
+    for vm in &scn.vm {
+        if !matches!(vm.load, Load::Busy | Load::Bench) {
+            return None;
+        }
+        let busy = vm.vcpus + vm.io_threads;
+        let w = final_weight(scn, &vm.name, vm.weight);
+        for i in 0..vm.count {
+            match vm.cpu_max.as_deref().and_then(cpu_max_cap) {
+                // Placed by hand under a cap: the cgroup decides, not vmfair.
+                Some(cap) => capped.push((vm.name.clone(), i, cap.min(f64::from(busy)))),
+                None => fair.push((
+                    vm.name.clone(),
+                    i,
+                    vmfair_policy::effective_weight(mode, w, vm.vcpus) as u32,
+                    busy,
+                )),
+            }
+        }
+    }
+    let rest = f64::from(scn.guest_cpus) - capped.iter().map(|c| c.2).sum::<f64>();
+    let mut out = vec![0.0; fair.len()];
+    let spec: Vec<(u32, u32)> = fair.iter().map(|f| (f.2, f.3)).collect();
+    vmfair_policy::entitlement(rest.max(0.0), &spec, &mut out);
+    let mut all: Vec<(String, u32, f64)> = capped;
+    all.extend(fair.into_iter().zip(out).map(|(f, e)| (f.0, f.1, e)));
+    Some(all)
+}
+
+/// CPU of a group's series between times `a` and `b` (interpolating nothing: the samples
+/// closest at or after `a` and at or before `b`), as (cpu seconds, seconds).
+fn series_span(series: &[vmfair_scenario::Sample], a: f64, b: f64) -> Option<(f64, f64)> {
+    let s = series.iter().find(|p| p.t_s >= a - 1e-6)?;
+    let e = series.iter().rev().find(|p| p.t_s <= b + 1e-6)?;
+    (e.t_s > s.t_s).then_some((e.cpu_s - s.cpu_s, e.t_s - s.t_s))
+}
+
+/// The verdicts for one result of scenario `scn`.
+pub fn judge(scn: &Scenario, res: &ScenarioResult) -> Vec<Verdict> {
+    let mut v = Vec::new();
+    if !res.valid {
+        v.push(verdict(
+            "valid",
+            false,
+            format!("invalid run: {}", res.problems.join("; ")),
+        ));
+        return v;
+    }
+    let vms: Vec<_> = res
+        .groups
+        .iter()
+        .filter(|g| g.kind == GroupKind::Vm)
+        .collect();
+    let last_weight_event = scn
+        .event
+        .iter()
+        .filter(|e| e.action == EventAction::Weight)
+        .map(|e| e.at_s)
+        .fold(None, |a: Option<f64>, t| Some(a.map_or(t, |a| a.max(t))));
+
+    // Shares: over the whole window, or after a weight change has had time to settle.
+    if let Some(ent) = entitlements(scn) {
+        let from = last_weight_event.map(|t| t + SETTLE_LIMIT_S);
+        let mut lines = Vec::new();
+        let mut ok = true;
+        for (name, inst, want) in &ent {
+            let Some(g) = vms.iter().find(|g| &g.name == name && g.instance == *inst) else {
+                ok = false;
+                lines.push(format!("{name}#{inst}: no result"));
+                continue;
+            };
+            let got = match from {
+                None => Some(g.cpu_s / res.duration_s),
+                Some(t) => series_span(&g.series, t, res.duration_s).map(|(c, s)| c / s),
+            };
+            let Some(got) = got else {
+                ok = false;
+                lines.push(format!("{name}#{inst}: no time series after {from:?} s"));
+                continue;
+            };
+            let good = (got - want).abs() <= TOLERANCE * want;
+            ok &= good;
+            lines.push(format!(
+                "{name}#{inst} {got:.3} CPU (entitled {want:.3}{})",
+                if good { "" } else { ", OUT of ±10%" }
+            ));
+        }
+        let span = match from {
+            None => format!("whole {:.1} s window", res.duration_s),
+            Some(t) => format!("{t:.1}..{:.1} s, after the weight change", res.duration_s),
+        };
+        v.push(verdict(
+            "shares within ±10% of entitlement",
+            ok,
+            format!("{span}: {}", lines.join(", ")),
+        ));
+    }
+
+    // A run-time weight change: when does the changed VM's share settle?
+    if let (Some(t_ev), Some(ent)) = (last_weight_event, entitlements(scn)) {
+        let changed: Vec<&str> = scn
+            .event
+            .iter()
+            .filter(|e| e.action == EventAction::Weight)
+            .filter_map(|e| e.vm.as_deref())
+            .collect();
+        let mut lines = Vec::new();
+        let mut ok = true;
+        for (name, inst, want) in ent.iter().filter(|e| changed.contains(&e.0.as_str())) {
+            let Some(g) = vms.iter().find(|g| &g.name == name && g.instance == *inst) else {
+                continue;
+            };
+            let settle = settle_time(&g.series, t_ev, *want, res.duration_s);
+            match settle {
+                Some(s) if s <= SETTLE_LIMIT_S => lines.push(format!(
+                    "{name}#{inst} settled at {want:.2} CPU ±10% after {s:.2} s"
+                )),
+                Some(s) => {
+                    ok = false;
+                    lines.push(format!(
+                        "{name}#{inst} took {s:.2} s (limit {SETTLE_LIMIT_S} s)"
+                    ));
+                }
+                None => {
+                    ok = false;
+                    lines.push(format!("{name}#{inst} never settled at {want:.2} CPU ±10%"));
+                }
+            }
+        }
+        v.push(verdict(
+            "weight change reaches its share within 2 s",
+            ok && !lines.is_empty(),
+            lines.join(", "),
+        ));
+    }
+
+    // No VM stops: progress in every span of the time series.
+    if vms.iter().any(|g| !g.series.is_empty()) {
+        let mut stalls = Vec::new();
+        for g in &vms {
+            for (i, p) in g.series.iter().enumerate() {
+                let Some(q) = g.series[i..]
+                    .iter()
+                    .find(|q| q.t_s - p.t_s >= PROGRESS_SPAN_S - 1e-6)
+                else {
+                    break;
+                };
+                if q.work <= p.work {
+                    stalls.push(format!(
+                        "{}#{} no progress {:.2}..{:.2} s",
+                        g.name, g.instance, p.t_s, q.t_s
+                    ));
+                    break;
+                }
+            }
+        }
+        v.push(verdict(
+            "every VM makes progress in every 0.5 s",
+            stalls.is_empty(),
+            if stalls.is_empty() {
+                format!("{} VMs", vms.len())
+            } else {
+                stalls.join(", ")
+            },
+        ));
+    }
+
+    if !scn.event.is_empty() {
+        let failed: Vec<String> = res
+            .events
+            .iter()
+            .filter(|e| !e.ok)
+            .map(|e| format!("{} at {:.2} s: {}", e.action, e.at_s, e.detail))
+            .collect();
+        v.push(verdict(
+            "every event succeeded",
+            failed.is_empty() && res.events.len() == scn.event.len(),
+            format!(
+                "{} of {} events recorded{}",
+                res.events.len(),
+                scn.event.len(),
+                if failed.is_empty() {
+                    String::new()
+                } else {
+                    format!("; failed: {}", failed.join("; "))
+                }
+            ),
+        ));
+    }
+    for c in &res.checks {
+        v.push(verdict(
+            &format!("runner check {}", c.name),
+            c.ok,
+            c.detail.clone(),
+        ));
+    }
+    v
+}
+
+/// Seconds from `t_ev` until the share measured over a rolling [`ROLLING_S`] window (ending
+/// at each sample) enters ±[`TOLERANCE`] of `want` and stays there until `end`.
+pub fn settle_time(
+    series: &[vmfair_scenario::Sample],
+    t_ev: f64,
+    want: f64,
+    end: f64,
+) -> Option<f64> {
+    let mut settled_at = None;
+    for q in series.iter().filter(|q| q.t_s >= t_ev + ROLLING_S - 1e-6) {
+        let (cpu, secs) = series_span(series, q.t_s - ROLLING_S, q.t_s)?;
+        let good = secs > 0.0 && ((cpu / secs) - want).abs() <= TOLERANCE * want;
+        match (good, settled_at) {
+            (true, None) => settled_at = Some(q.t_s),
+            (false, Some(_)) => settled_at = None,
+            _ => {}
+        }
+    }
+    // It must have held for at least one more rolling window before the end.
+    settled_at
+        .filter(|t| end - t >= ROLLING_S - 1e-6)
+        .map(|t| t - t_ev)
+}
+
+/// `cargo xtask judge SCENARIO.toml…`: verdicts for the results in `results/`.
+pub fn cmd(ctx: &Ctx, files: &[PathBuf]) -> Result<()> {
+    let mut failed = 0;
+    for f in files {
+        let (scn, res) = load(ctx, f)?;
+        println!("{}:", scn.name);
+        for v in judge(&scn, &res) {
+            failed += usize::from(!v.ok);
+            println!(
+                "  {} {}: {}",
+                if v.ok { "ok  " } else { "FAIL" },
+                v.name,
+                v.detail
+            );
+        }
+    }
+    anyhow::ensure!(failed == 0, "{failed} verdicts failed");
+    Ok(())
+}
+
+fn load(ctx: &Ctx, f: &Path) -> Result<(Scenario, ScenarioResult)> {
+    let scn = Scenario::from_toml_str(&util::read(f)?)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+    let rf = ctx.root.join("results").join(format!("{}.json", scn.name));
+    let res = ScenarioResult::from_json_str(&util::read(&rf)?)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| rf.display().to_string())?;
+    Ok((scn, res))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vmfair_scenario::{GroupResult, Sample};
+
+    fn scn(text: &str) -> Scenario {
+        Scenario::from_toml_str(text).unwrap()
+    }
+
+    fn group(name: &str, instance: u32, cpu_s: f64, series: Vec<Sample>) -> GroupResult {
+        let mut g: GroupResult = serde_json::from_value(serde_json::json!({
+            "kind": "vm", "name": name, "instance": instance, "pid": 1, "vcpus": 1,
+            "cpu_s": cpu_s, "work": 1, "index": null
+        }))
+        .unwrap();
+        g.series = series;
+        g
+    }
+
+    fn result(groups: Vec<GroupResult>) -> ScenarioResult {
+        serde_json::from_value(serde_json::json!({
+            "scenario": "t", "policy": "vmfair", "kernel": "k", "guest_cpus": 2,
+            "duration_s": 10.0, "groups": groups
+        }))
+        .unwrap()
+    }
+
+    const ONE_V_FOUR: &str = r#"
+name = "t"
+duration_s = 10
+policy = "vmfair"
+[[vm]]
+name = "a"
+[[vm]]
+name = "b"
+vcpus = 4
+"#;
+
+    #[test]
+    fn entitlement_of_scenarios() {
+        let e = entitlements(&scn(ONE_V_FOUR)).unwrap();
+        assert_eq!(e, [("a".into(), 0, 1.0), ("b".into(), 0, 1.0)]);
+        // Per-vCPU share mode: 1:4.
+        let pv = ONE_V_FOUR.replace(
+            "policy = \"vmfair\"",
+            "policy = \"vmfair\"\n[sysctl]\n\"kernel.vmfair.share_mode\" = \"vcpu\"",
+        );
+        let e = entitlements(&scn(&pv)).unwrap();
+        assert!(
+            (e[0].2 - 0.4).abs() < 1e-6 && (e[1].2 - 1.6).abs() < 1e-6,
+            "{e:?}"
+        );
+        // A hand-placed cap is taken out first.
+        let capped = ONE_V_FOUR.replace("vcpus = 4", "vcpus = 4\ncpu_max = \"50000 100000\"");
+        let e = entitlements(&scn(&capped)).unwrap();
+        assert_eq!(e, [("b".into(), 0, 0.5), ("a".into(), 0, 1.0)]);
+        // Not vmfair: no entitlement to judge by.
+        let stock = ONE_V_FOUR.replace("\"vmfair\"", "\"stock\"");
+        assert!(entitlements(&scn(&stock)).is_none());
+    }
+
+    #[test]
+    fn shares_judged_with_tolerance() {
+        let s = scn(ONE_V_FOUR);
+        let good = judge(
+            &s,
+            &result(vec![
+                group("a", 0, 9.5, vec![]),
+                group("b", 0, 10.4, vec![]),
+            ]),
+        );
+        assert!(good.iter().all(|v| v.ok), "{good:?}");
+        let bad = judge(
+            &s,
+            &result(vec![
+                group("a", 0, 4.0, vec![]),
+                group("b", 0, 16.0, vec![]),
+            ]),
+        );
+        assert!(!bad[0].ok && bad[0].detail.contains("OUT"), "{bad:?}");
+        let mut invalid = result(vec![
+            group("a", 0, 10.0, vec![]),
+            group("b", 0, 10.0, vec![]),
+        ]);
+        invalid.valid = false;
+        assert!(!judge(&s, &invalid)[0].ok);
+    }
+
+    fn ramp(before: f64, after: f64, t_ev: f64, lag: f64) -> Vec<Sample> {
+        // CPU rate `before` until t_ev + lag, then `after`; 0.25 s samples over 10 s.
+        let mut cpu = 0.0;
+        let mut out = Vec::new();
+        for i in 0..=40 {
+            let t = f64::from(i) * 0.25;
+            if i > 0 {
+                let rate = if t <= t_ev + lag { before } else { after };
+                cpu += rate * 0.25;
+            }
+            out.push(Sample {
+                t_s: t,
+                cpu_s: cpu,
+                work: (t * 1000.0) as u64,
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn settle_time_measured() {
+        let fast = ramp(1.0, 1.5, 4.0, 0.25);
+        let t = settle_time(&fast, 4.0, 1.5, 10.0).unwrap();
+        assert!((0.5..=1.0).contains(&t), "{t}");
+        let slow = ramp(1.0, 1.5, 4.0, 3.0);
+        assert!(settle_time(&slow, 4.0, 1.5, 10.0).unwrap() > SETTLE_LIMIT_S);
+        let never = ramp(1.0, 1.0, 4.0, 0.0);
+        assert_eq!(settle_time(&never, 4.0, 1.5, 10.0), None);
+    }
+
+    const CHANGE: &str = r#"
+name = "t"
+duration_s = 10
+policy = "vmfair"
+sample_ms = 250
+[[vm]]
+name = "a"
+vcpus = 2
+[[vm]]
+name = "b"
+vcpus = 2
+[[event]]
+at_s = 4
+action = "weight"
+vm = "b"
+value = 300
+"#;
+
+    #[test]
+    fn weight_change_judged() {
+        let s = scn(CHANGE);
+        let mut res = result(vec![
+            group("a", 0, 7.0, ramp(1.0, 0.5, 4.0, 0.5)),
+            group("b", 0, 13.0, ramp(1.0, 1.5, 4.0, 0.5)),
+        ]);
+        res.events = vec![vmfair_scenario::EventRecord {
+            at_s: 4.0,
+            action: EventAction::Weight,
+            detail: String::new(),
+            ok: true,
+            took_s: 0.0,
+        }];
+        let v = judge(&s, &res);
+        assert!(v.iter().all(|v| v.ok), "{v:?}");
+        assert_eq!(v.len(), 4, "{v:?}");
+        // Too slow, and a VM that stalls.
+        res.groups[1].series = ramp(1.0, 1.5, 4.0, 3.5);
+        for p in res.groups[0].series.iter_mut().skip(20) {
+            p.work = 5000;
+        }
+        let v = judge(&s, &res);
+        let failed: Vec<&str> = v
+            .iter()
+            .filter(|v| !v.ok)
+            .map(|v| v.name.as_str())
+            .collect();
+        assert_eq!(
+            failed,
+            [
+                "shares within ±10% of entitlement",
+                "weight change reaches its share within 2 s",
+                "every VM makes progress in every 0.5 s"
+            ],
+            "{v:?}"
+        );
+        // A failed event fails.
+        res.events[0].ok = false;
+        assert!(judge(&s, &res)
+            .iter()
+            .any(|v| v.name == "every event succeeded" && !v.ok));
+    }
+}
