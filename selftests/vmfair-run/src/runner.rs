@@ -31,8 +31,18 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 /// Health-check period.
 const TICK: Duration = Duration::from_millis(250);
-/// Accepted range of the accounting identity ratio.
-const ACCOUNTING_RANGE: (f64, f64) = (0.9, 1.1);
+/// Accepted range of the accounting identity ratio `(tasks + idle) / (CPUs x window)`.
+///
+/// Below: time was lost (an L1 vCPU that stalled). Above, the bound is loose on purpose:
+/// 7.3 measures idle time exactly only while the tick is stopped; a CPU that idles with the
+/// tick running has each tick that lands in idle counted as a whole tick of idle
+/// (`account_idle_time(TICK_NSEC)`), so with hundreds of short sleeps a second (sixteen
+/// ticking dummy VMs) idle reads 10-25% high while task times stay exact. That excess is
+/// bounded by the CPU the sleepers leave, so the upper bound only catches nonsense; the
+/// tasks' own CPU time is checked against the capacity with [`TASKS_MAX`].
+const ACCOUNTING_RANGE: (f64, f64) = (0.9, 1.3);
+/// The CPU time of all tasks may exceed CPUs x window by this factor at most.
+const TASKS_MAX: f64 = 1.02;
 /// A vCPU that ran this long in the window must have made progress.
 const STUCK_RUN_S: f64 = 0.5;
 
@@ -681,6 +691,13 @@ impl Run {
             idle_s,
             ratio,
         };
+        let capacity = f64::from(cpus) * window_s;
+        if tasks_cpu_s > TASKS_MAX * capacity {
+            self.problems.push(format!(
+                "accounting identity off: tasks used {tasks_cpu_s:.3} s of CPU in \
+                 {cpus} CPUs x {window_s:.3} s = {capacity:.3} s"
+            ));
+        }
         if !(ACCOUNTING_RANGE.0..=ACCOUNTING_RANGE.1).contains(&ratio) {
             self.problems.push(format!(
                 "accounting identity off: tasks {tasks_cpu_s:.3} s + idle {idle_s:.3} s = \
@@ -970,7 +987,16 @@ impl Run {
     /// After `modprobe`: every thread of every VM placed by hand in a cgroup is still there,
     /// every other VM thread is in a VM group (`/vmgroup-<id>`), one group per VM.
     fn check_grouped(&mut self) {
-        let groups = match procfs::sched_groups() {
+        // A thread list read after the debug file may name a thread the file missed (created
+        // in between, or a torn read): read the file again once, after the thread lists.
+        let tids: Vec<Vec<u32>> = self.members.iter().map(|m| thread_ids(m.pid)).collect();
+        let mut groups = procfs::sched_groups();
+        if let Ok(g) = &groups {
+            if tids.iter().flatten().any(|t| !g.of_thread.contains_key(t)) {
+                groups = procfs::sched_groups();
+            }
+        }
+        let groups = match groups {
             Ok(g) => g,
             Err(e) => {
                 self.checks.push(Check {
@@ -984,9 +1010,12 @@ impl Run {
         let mut bad = Vec::new();
         let mut seen = 0;
         let mut vm_groups = std::collections::BTreeSet::new();
-        for m in self.members.iter().filter(|m| m.kind == GroupKind::Vm) {
+        for (m, tids) in self.members.iter().zip(&tids) {
+            if m.kind != GroupKind::Vm {
+                continue;
+            }
             let mut paths = std::collections::BTreeSet::new();
-            for tid in thread_ids(m.pid) {
+            for &tid in tids {
                 let Some(path) = groups.of_thread.get(&tid) else {
                     let raw: Vec<&String> = groups
                         .unparsed
