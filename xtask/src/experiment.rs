@@ -46,6 +46,12 @@ pub struct Experiment {
     /// No new boot after this many minutes (reruns are given up first).
     #[serde(default)]
     pub max_minutes: Option<f64>,
+    /// QEMU's TCG mode: `multi` (one host thread per guest CPU, so a busy
+    /// guest CPU runs at full speed whatever the others do) or `single`
+    /// (one host thread shared by all guest CPUs); default: the pipeline's
+    /// choice for `guest_cpus` (ARCHITECTURE.md §5). `VMFAIR_TCG` overrides.
+    #[serde(default)]
+    pub tcg: Option<String>,
     /// Sysctls written in every scenario (e.g. `"kernel.sched_schedstats"
     /// = 1` to collect wake-up placement counters).
     #[serde(default)]
@@ -99,6 +105,21 @@ fn one() -> u32 {
     1
 }
 
+impl Experiment {
+    /// The TCG mode the boots use (what qemu::Mode::for_cpus will pick).
+    pub fn tcg_mode(&self) -> &'static str {
+        let want = std::env::var("VMFAIR_TCG")
+            .ok()
+            .or_else(|| self.tcg.clone());
+        match want.as_deref() {
+            Some("multi") => "multi",
+            Some("single") => "single",
+            _ if self.guest_cpus <= 1 => "multi",
+            _ => "single",
+        }
+    }
+}
+
 impl PolicyDef {
     fn policy(&self) -> &str {
         self.policy.as_deref().unwrap_or(&self.name)
@@ -132,6 +153,13 @@ impl Experiment {
         }
         if self.per_boot == 0 {
             bail!("per_boot must be at least 1");
+        }
+        if let Some(t) = self
+            .tcg
+            .as_deref()
+            .filter(|t| !matches!(*t, "multi" | "single"))
+        {
+            bail!("tcg = {t:?} must be \"multi\" or \"single\"");
         }
         for k in &self.dummy_kinds {
             if !self.dummy.contains_key(k) {
@@ -534,9 +562,10 @@ pub fn report_md(
     let _ = writeln!(s, "# vmfair experiment `{}`\n", exp.name);
     let _ = writeln!(
         s,
-        "Kernel `{kernel}`, {} guest CPUs (QEMU TCG, single-threaded), window {} s after {} s \
+        "Kernel `{kernel}`, {} guest CPUs (QEMU TCG, {}-threaded), window {} s after {} s \
          of warm-up, {} repetition(s) per point. Target: {} vCPU(s), load `{}`. Dummies: {}.\n",
         exp.guest_cpus,
+        exp.tcg_mode(),
         exp.duration_s,
         exp.warmup_s,
         exp.repetitions,
@@ -721,7 +750,9 @@ pub fn figure_svg(exp: &Experiment, points: &[Point]) -> String {
         |p| p.relative,
         true,
     );
-    model_line(&mut s, exp, points, 40.0, 300.0);
+    if exp.tcg_mode() == "single" {
+        model_line(&mut s, exp, points, 40.0, 300.0);
+    }
     panel(
         &mut s,
         exp,
@@ -1051,6 +1082,12 @@ pub fn run(ctx: &Ctx, path: &Path, generate_only: bool) -> Result<PathBuf> {
     ));
     if generate_only {
         return Ok(out);
+    }
+    if let Some(mode) = &exp.tcg {
+        if std::env::var_os("VMFAIR_TCG").is_none() {
+            // Read by qemu::Mode::for_cpus for every boot of this process.
+            std::env::set_var("VMFAIR_TCG", mode);
+        }
     }
     let t0 = Instant::now();
     let (built, base) = crate::build_all(ctx)?;
