@@ -147,6 +147,19 @@ pub(crate) fn may_change_weights() -> bool {
     unsafe { bindings::capable(bindings::CAP_SYS_NICE as c_int) }
 }
 
+/// Whether process id `nr` is in use in the current task's pid namespace (a process or a
+/// thread).
+pub(crate) fn pid_exists(nr: i32) -> bool {
+    // SAFETY: FFI call without preconditions; it returns a counted reference or NULL.
+    let pid = unsafe { bindings::find_get_pid(nr) };
+    if pid.is_null() {
+        return false;
+    }
+    // SAFETY: `pid` is the reference find_get_pid() took for us, dropped exactly once.
+    unsafe { bindings::put_pid(pid) };
+    true
+}
+
 /// Gives `task`'s process a new session autogroup, as `setsid()` does (for the KUnit suites).
 pub(crate) fn new_session_autogroup(task: &Task) {
     // Exported by kernel/sched/autogroup.c; <linux/sched/autogroup.h> is not in the bindings.

@@ -11,11 +11,14 @@
 //! - `vcpu_slice_us` (0 or 100..100000, default 0): EEVDF slice of vCPU threads, 0 = kernel
 //!   default;
 //! - `share_mode` (`vm` or `vcpu`, also `0`/`1`; default `vm`): one share per VM, or per vCPU;
-//! - `vms` (read-only): one line per VM.
+//! - `vms` (read-only): one line per VM;
+//! - `vm_weight`: `PID WEIGHT` sets the weight of the VM run by process `PID`, as its
+//!   `vm/<pid>/weight` file does; reading lists `PID WEIGHT` per VM. A pid that no process or
+//!   thread has fails with `ESRCH`, one that is not a VMM process with `EINVAL`.
 //!
 //! Per VM, `vm/<pid>/weight` (read-write) and `vm/<pid>/stats` (read-only), `<pid>` being the
-//! VMM's. Writes need `CAP_SYS_NICE`; bad input fails with `EINVAL`, an unknown pid with `ESRCH`,
-//! and changes nothing.
+//! VMM's. Writes need `CAP_SYS_NICE` (else `EPERM`); bad input fails with `EINVAL`, an unknown pid
+//! with `ESRCH`, and changes nothing.
 
 use crate::glue::{self, SysctlFile, SysctlTable, TextBuf, VmEvent, VmListener};
 use crate::policy;
@@ -30,6 +33,7 @@ const K_CLASS_WEIGHT: usize = 3;
 const K_SLICE: usize = 4;
 const K_SHARE_MODE: usize = 5;
 const K_VMS: usize = 6;
+const K_VM_WEIGHT: usize = 7;
 /// Per-VM keys: `K_VM_BASE + 2 * tgid + file`.
 const K_VM_BASE: usize = 16;
 const F_WEIGHT: usize = 0;
@@ -74,6 +78,10 @@ impl Core {
             GFP_KERNEL,
         )?;
         t.push(glue::sysctl_entry(c"vms", 0o444, self, K_VMS), GFP_KERNEL)?;
+        t.push(
+            glue::sysctl_entry(c"vm_weight", 0o644, self, K_VM_WEIGHT),
+            GFP_KERNEL,
+        )?;
         SysctlTable::register(CString::try_from_fmt(fmt!("kernel/vmfair"))?, t)
     }
 
@@ -170,9 +178,30 @@ impl Core {
                 });
                 r
             }
+            K_VM_WEIGHT => {
+                let mut r = Ok(());
+                reg.for_each(|v| {
+                    if r.is_ok() {
+                        r = writeln!(out, "{} {}", v.tgid, v.weight);
+                    }
+                });
+                r
+            }
             _ => return Err(EINVAL),
         };
         r.map_err(|_| ENOMEM)
+    }
+
+    /// `vm_weight`: `PID WEIGHT`. Nothing changes on error.
+    fn store_vm_weight(&self, input: &[u8]) -> Result {
+        let (pid, weight) = policy::parse_pid_weight(input).map_err(|_| EINVAL)?;
+        let tgid = i32::try_from(pid).map_err(|_| EINVAL)?;
+        let r = self.registry.lock().set_weight(tgid, weight);
+        match r {
+            // Not a VMM we know: no such process at all (ESRCH), or one that runs no VM.
+            Err(e) if e == ESRCH && glue::pid_exists(tgid) => Err(EINVAL),
+            r => r,
+        }
     }
 
     fn store_global(&self, key: usize, input: &[u8]) -> Result {
@@ -255,6 +284,9 @@ impl SysctlFile for Core {
     fn store(&self, key: usize, input: &[u8]) -> Result {
         if !glue::may_change_weights() {
             return Err(EPERM);
+        }
+        if key == K_VM_WEIGHT {
+            return self.store_vm_weight(input);
         }
         if key < K_VM_BASE {
             return self.store_global(key, input);

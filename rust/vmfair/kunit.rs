@@ -34,6 +34,17 @@ mod policy_tests {
     }
 
     #[test]
+    fn pid_weight_cases() {
+        for (i, c) in PID_WEIGHT_CASES.iter().enumerate() {
+            let ok = check_pid_weight_case(c);
+            if !ok {
+                pr_err!("vm_weight parse case {} failed\n", i);
+            }
+            assert!(ok);
+        }
+    }
+
+    #[test]
     fn shares_cases() {
         for (i, c) in SHARES_CASES.iter().enumerate() {
             let ok = check_shares_case(c);

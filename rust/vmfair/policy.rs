@@ -136,6 +136,28 @@ pub fn parse_weight(s: &[u8]) -> Result<u32, ParseError> {
     validate_weight(parse_u32(s)?)
 }
 
+/// Largest process id the kernel hands out (`PID_MAX_LIMIT` on 64-bit).
+pub const PID_MAX: u32 = 4 * 1024 * 1024;
+
+/// Parses `PID WEIGHT` as written to the `vm_weight` file: a process id in 1..=[`PID_MAX`] and
+/// a weight (see [`parse_weight`]), separated by blanks, blanks around allowed, nothing else.
+pub fn parse_pid_weight(s: &[u8]) -> Result<(u32, u32), ParseError> {
+    let s = trim(s);
+    if s.is_empty() {
+        return Err(ParseError::Empty);
+    }
+    let split = s
+        .iter()
+        .position(|&b| is_space(b))
+        .ok_or(ParseError::Malformed)?;
+    let (pid, weight) = s.split_at(split);
+    let pid = parse_u32(pid)?;
+    if pid == 0 || pid > PID_MAX {
+        return Err(ParseError::OutOfRange);
+    }
+    Ok((pid, parse_weight(weight)?))
+}
+
 /// Parses a share mode: `vm`/`0` or `vcpu`/`1`.
 pub fn parse_share_mode(s: &[u8]) -> Result<ShareMode, ParseError> {
     match trim(s) {
@@ -440,6 +462,83 @@ pub const WEIGHT_PARSE_CASES: &[WeightParseCase] = &[
 /// Runs one parsing case.
 pub fn check_weight_parse_case(c: &WeightParseCase) -> bool {
     parse_weight(c.input) == c.expect
+}
+
+/// One `vm_weight` parsing case: `input` to [`parse_pid_weight`] and what it must return.
+pub struct PidWeightCase {
+    /// The bytes written to the file.
+    pub input: &'static [u8],
+    /// The expected outcome.
+    pub expect: Result<(u32, u32), ParseError>,
+}
+
+/// `vm_weight` parsing cases shared by the host tests and the KUnit suite.
+pub const PID_WEIGHT_CASES: &[PidWeightCase] = &[
+    PidWeightCase {
+        input: b"1234 300\n",
+        expect: Ok((1234, 300)),
+    },
+    PidWeightCase {
+        input: b"  1\t10000 ",
+        expect: Ok((1, 10000)),
+    },
+    PidWeightCase {
+        input: b"4194304 1",
+        expect: Ok((PID_MAX, 1)),
+    },
+    PidWeightCase {
+        input: b"4194305 100",
+        expect: Err(ParseError::OutOfRange),
+    },
+    PidWeightCase {
+        input: b"0 100",
+        expect: Err(ParseError::OutOfRange),
+    },
+    PidWeightCase {
+        input: b"1234 0",
+        expect: Err(ParseError::OutOfRange),
+    },
+    PidWeightCase {
+        input: b"1234 10001",
+        expect: Err(ParseError::OutOfRange),
+    },
+    PidWeightCase {
+        input: b"99999999999 100",
+        expect: Err(ParseError::Overflow),
+    },
+    PidWeightCase {
+        input: b"1234 99999999999",
+        expect: Err(ParseError::Overflow),
+    },
+    PidWeightCase {
+        input: b"1234",
+        expect: Err(ParseError::Malformed),
+    },
+    PidWeightCase {
+        input: b"1234 300 7",
+        expect: Err(ParseError::Malformed),
+    },
+    PidWeightCase {
+        input: b"-1 300",
+        expect: Err(ParseError::Malformed),
+    },
+    PidWeightCase {
+        input: b"abc 300",
+        expect: Err(ParseError::Malformed),
+    },
+    PidWeightCase {
+        input: b"1234 3x",
+        expect: Err(ParseError::Malformed),
+    },
+    PidWeightCase {
+        input: b" \n",
+        expect: Err(ParseError::Empty),
+    },
+];
+
+/// Runs one `vm_weight` parsing case.
+pub fn check_pid_weight_case(c: &PidWeightCase) -> bool {
+    parse_pid_weight(c.input) == c.expect
 }
 
 /// One shares test case: `(mode, weight, vcpus)` and the expected group shares.

@@ -15,18 +15,18 @@
 mod policy;
 
 pub use policy::{
-    effective_weight, entitlement_ucpu, parse_share_mode, parse_u32, parse_weight,
-    validate_slice_us, validate_weight, vm_shares, weight_to_shares, ParseError, ShareMode,
-    ShareSlots, MAX_SHARES, MIN_SHARES, NICE_0_SHARES, SLICE_US_MAX, SLICE_US_MIN, UCPU,
-    WEIGHT_DEFAULT, WEIGHT_MAX, WEIGHT_MIN,
+    effective_weight, entitlement_ucpu, parse_pid_weight, parse_share_mode, parse_u32,
+    parse_weight, validate_slice_us, validate_weight, vm_shares, weight_to_shares, ParseError,
+    ShareMode, ShareSlots, MAX_SHARES, MIN_SHARES, NICE_0_SHARES, PID_MAX, SLICE_US_MAX,
+    SLICE_US_MIN, UCPU, WEIGHT_DEFAULT, WEIGHT_MAX, WEIGHT_MIN,
 };
 
 /// Test case tables shared with the module's KUnit suites.
 pub mod cases {
     pub use super::policy::{
-        check_entitlement_case, check_misc, check_shares_case, check_weight_parse_case,
-        EntitlementCase, SharesCase, WeightParseCase, ENTITLEMENT_CASES, SHARES_CASES,
-        WEIGHT_PARSE_CASES,
+        check_entitlement_case, check_misc, check_pid_weight_case, check_shares_case,
+        check_weight_parse_case, EntitlementCase, PidWeightCase, SharesCase, WeightParseCase,
+        ENTITLEMENT_CASES, PID_WEIGHT_CASES, SHARES_CASES, WEIGHT_PARSE_CASES,
     };
 }
 
@@ -143,6 +143,19 @@ mod tests {
                 "input {:?}: got {:?}, want {:?}",
                 String::from_utf8_lossy(c.input),
                 parse_weight(c.input),
+                c.expect
+            );
+        }
+    }
+
+    #[test]
+    fn pid_weight_cases() {
+        for c in PID_WEIGHT_CASES {
+            assert!(
+                check_pid_weight_case(c),
+                "input {:?}: got {:?}, want {:?}",
+                String::from_utf8_lossy(c.input),
+                parse_pid_weight(c.input),
                 c.expect
             );
         }
