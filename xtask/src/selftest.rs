@@ -198,7 +198,7 @@ fn smoke_scenarios(ctx: &Ctx) -> Vec<PathBuf> {
     v
 }
 
-/// The guest boot: info, KUnit, modprobe/rmmod, dmesg.
+/// The guest boot: info, KUnit, modprobe/rmmod, the knobs against a VM, dmesg.
 fn guest_boot(ctx: &Ctx, built: &Built, base: &Path, t: &mut Tally) {
     let boot = Boot {
         name: "test-guest".into(),
@@ -206,7 +206,7 @@ fn guest_boot(ctx: &Ctx, built: &Built, base: &Path, t: &mut Tally) {
         base_cpio: base,
         cpus: 2,
         mem_mib: 2048,
-        plan: ["info", "kunit", "modcheck", "dmesg"]
+        plan: ["info", "kunit", "modcheck", "knobs", "dmesg"]
             .iter()
             .map(|s| s.to_string())
             .collect(),
@@ -273,6 +273,31 @@ fn guest_boot(ctx: &Ctx, built: &Built, base: &Path, t: &mut Tally) {
     match out.block("modcheck", "vmfair") {
         None => t.check("guest: modprobe/rmmod vmfair", false, "no record"),
         Some(b) => t.check("guest: modprobe/rmmod vmfair", b.rc == Some(0), &b.payload),
+    }
+    match out.block("knobs", "vmfair") {
+        None => t.check("knobs: vmfair-run knobs ran", false, "no record"),
+        Some(b) => {
+            let (mut seen, mut failed) = (0, 0);
+            for line in b.payload.lines() {
+                if let Some(name) = line.strip_prefix("ok ") {
+                    t.check(&format!("knobs: {name}"), true, "");
+                    seen += 1;
+                } else if let Some(rest) = line.strip_prefix("FAIL ") {
+                    let (name, detail) = rest.split_once(": ").unwrap_or((rest, ""));
+                    t.check(&format!("knobs: {name}"), false, detail);
+                    seen += 1;
+                    failed += 1;
+                }
+            }
+            // A non-zero exit must be explained by a FAIL line.
+            if seen == 0 || (b.rc != Some(0) && failed == 0) {
+                t.check(
+                    "knobs: vmfair-run knobs ran",
+                    false,
+                    &format!("rc={:?}, {seen} checks: {}", b.rc, b.payload),
+                );
+            }
+        }
     }
     let dmesg = out
         .block("dmesg", "all")

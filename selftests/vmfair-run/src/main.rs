@@ -27,6 +27,7 @@ macro_rules! say {
 mod bench;
 mod guest;
 mod host;
+mod knobs;
 mod kvm;
 mod layout;
 mod procfs;
@@ -40,6 +41,7 @@ use std::str::FromStr;
 
 const USAGE: &str = "usage:
   vmfair-run scenario FILE.toml
+  vmfair-run knobs        (check vmfair's sysctls against a running VM)
   vmfair-run vmm --name N --vcpus K --load busy|idle|bursty|bench [--io-threads M] [--nice X]
                  [--mem-file PATH] [--tick-hz H --burst-us U]
   vmfair-run host --name N --threads T [--nice X] [--mem-file PATH]";
@@ -104,6 +106,12 @@ fn real_main() -> i32 {
             return match rest {
                 [file] => runner::main(file),
                 _ => usage_error("scenario takes one FILE.toml"),
+            }
+        }
+        "knobs" => {
+            return match rest {
+                [] => knobs::main(),
+                _ => usage_error("knobs takes no arguments"),
             }
         }
         "vmm" => (
