@@ -125,12 +125,7 @@ pub fn judge(scn: &Scenario, res: &ScenarioResult) -> Vec<Verdict> {
         .iter()
         .filter(|g| g.kind == GroupKind::Vm)
         .collect();
-    let last_weight_event = scn
-        .event
-        .iter()
-        .filter(|e| e.action == EventAction::Weight)
-        .map(|e| e.at_s)
-        .fold(None, |a: Option<f64>, t| Some(a.map_or(t, |a| a.max(t))));
+    let last_weight_event = last_weight_event(scn);
 
     // Shares: over the whole window, or after a weight change has had time to settle.
     if let Some(ent) = entitlements(scn) {
@@ -295,12 +290,157 @@ pub fn settle_time(
         .map(|t| t - t_ev)
 }
 
-/// `cargo xtask judge SCENARIO.toml…`: verdicts for the results in `results/`.
+/// Colours of the series lines.
+const COLOURS: [&str; 8] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
+];
+
+/// A plot of every VM's CPU share over the window (rolling [`ROLLING_S`] averages of the time
+/// series), with each event as a vertical line and, for vmfair scenarios, each VM's final
+/// entitlement as a dashed line. None if the result has no time series.
+pub fn series_svg(scn: &Scenario, res: &ScenarioResult) -> Option<String> {
+    use std::fmt::Write;
+    let vms: Vec<_> = res
+        .groups
+        .iter()
+        .filter(|g| g.kind == GroupKind::Vm && g.series.len() > 2)
+        .collect();
+    if vms.is_empty() {
+        return None;
+    }
+    let (w, h, l, r, t, b) = (760.0, 380.0, 60.0, 150.0, 40.0, 50.0);
+    let (pw, ph) = (w - l - r, h - t - b);
+    let tmax = res.duration_s.max(1.0);
+    let ymax = f64::from(res.guest_cpus.max(1)) * 1.05;
+    let x = |v: f64| l + pw * v / tmax;
+    let y = |v: f64| t + ph * (1.0 - v / ymax);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{l}" y="20" font-size="14">{}: CPU per VM ({ROLLING_S} s rolling), policy {}</text>"#,
+        scn.name, res.policy
+    );
+    let step = if ymax > 2.0 { 0.5 } else { 0.25 };
+    let mut v = 0.0;
+    while v <= ymax + 1e-9 {
+        let _ = writeln!(
+            s,
+            r##"<line x1="{l}" y1="{0:.1}" x2="{1:.1}" y2="{0:.1}" stroke="#ddd"/><text x="{2:.1}" y="{3:.1}" text-anchor="end">{v:.2}</text>"##,
+            y(v),
+            l + pw,
+            l - 6.0,
+            y(v) + 4.0
+        );
+        v += step;
+    }
+    let mut sec = 0.0;
+    while sec <= tmax + 1e-9 {
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{sec:.0}</text>"#,
+            x(sec),
+            t + ph + 16.0
+        );
+        sec += 1.0;
+    }
+    let _ = writeln!(
+        s,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">seconds into the window</text><text x="16" y="{:.1}" transform="rotate(-90 16 {:.1})" text-anchor="middle">CPUs</text>"#,
+        l + pw / 2.0,
+        h - 10.0,
+        t + ph / 2.0,
+        t + ph / 2.0
+    );
+    for e in &res.events {
+        let _ = writeln!(
+            s,
+            r##"<line x1="{0:.1}" y1="{t}" x2="{0:.1}" y2="{1:.1}" stroke="#888" stroke-dasharray="3,3"/><text x="{2:.1}" y="{3:.1}" font-size="10" fill="#555">{4}</text>"##,
+            x(e.at_s),
+            t + ph,
+            x(e.at_s) + 3.0,
+            t + 10.0,
+            e.action
+        );
+    }
+    let ent = entitlements(scn);
+    for (i, g) in vms.iter().enumerate() {
+        let c = COLOURS[i % COLOURS.len()];
+        let mut pts = String::new();
+        for q in g.series.iter().filter(|q| q.t_s >= ROLLING_S - 1e-6) {
+            if let Some((cpu, secs)) = series_span(&g.series, q.t_s - ROLLING_S, q.t_s) {
+                let _ = write!(pts, "{:.1},{:.1} ", x(q.t_s), y(cpu / secs));
+            }
+        }
+        let _ = writeln!(
+            s,
+            r#"<polyline points="{pts}" fill="none" stroke="{c}" stroke-width="2"/>"#
+        );
+        if let Some(want) = ent.as_ref().and_then(|e| {
+            e.iter()
+                .find(|(n, inst, _)| n == &g.name && *inst == g.instance)
+                .map(|e| e.2)
+        }) {
+            let x0 = x(last_weight_event(scn).unwrap_or(0.0));
+            let _ = writeln!(
+                s,
+                r#"<line x1="{x0:.1}" y1="{0:.1}" x2="{1:.1}" y2="{0:.1}" stroke="{c}" stroke-dasharray="6,4" opacity="0.6"/>"#,
+                y(want),
+                l + pw
+            );
+        }
+        let ly = t + 16.0 + 18.0 * i as f64;
+        let _ = writeln!(
+            s,
+            r#"<line x1="{0:.1}" y1="{ly:.1}" x2="{1:.1}" y2="{ly:.1}" stroke="{c}" stroke-width="2"/><text x="{2:.1}" y="{3:.1}">{4}#{5}</text>"#,
+            l + pw + 10.0,
+            l + pw + 30.0,
+            l + pw + 36.0,
+            ly + 4.0,
+            g.name,
+            g.instance
+        );
+    }
+    if ent.is_some() {
+        let ly = t + 16.0 + 18.0 * vms.len() as f64;
+        let _ = writeln!(
+            s,
+            r##"<line x1="{0:.1}" y1="{ly:.1}" x2="{1:.1}" y2="{ly:.1}" stroke="#555" stroke-dasharray="6,4"/><text x="{2:.1}" y="{3:.1}">entitled</text>"##,
+            l + pw + 10.0,
+            l + pw + 30.0,
+            l + pw + 36.0,
+            ly + 4.0
+        );
+    }
+    s.push_str("</svg>\n");
+    Some(s)
+}
+
+/// Time of the last `weight` event, if any.
+fn last_weight_event(scn: &Scenario) -> Option<f64> {
+    scn.event
+        .iter()
+        .filter(|e| e.action == EventAction::Weight)
+        .map(|e| e.at_s)
+        .reduce(f64::max)
+}
+
+/// `cargo xtask judge SCENARIO.toml…`: verdicts for the results in `results/`, and
+/// `results/<name>.svg` for results with a time series.
 pub fn cmd(ctx: &Ctx, files: &[PathBuf]) -> Result<()> {
     let mut failed = 0;
     for f in files {
         let (scn, res) = load(ctx, f)?;
         println!("{}:", scn.name);
+        if let Some(svg) = series_svg(&scn, &res) {
+            let out = ctx.root.join("results").join(format!("{}.svg", scn.name));
+            util::write(&out, &svg)?;
+            println!("  wrote {}", out.display());
+        }
         for v in judge(&scn, &res) {
             failed += usize::from(!v.ok);
             println!(
@@ -497,6 +637,13 @@ value = 300
                 "every VM makes progress in every 0.5 s"
             ],
             "{v:?}"
+        );
+        let svg = series_svg(&s, &res).unwrap();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<polyline").count(), 2);
+        assert!(
+            svg.contains(">weight<") && svg.contains(">entitled<"),
+            "{svg}"
         );
         // A failed event fails.
         res.events[0].ok = false;
