@@ -594,12 +594,20 @@ pub fn report_md(
          figures are in CPUs (CPU-seconds per second of window, out of {}); the dummies' \
          include their `kvm-pit` threads; halt-poll is part of it. `preempt/s` counts the \
          target's involuntary context switches. `speed` is the target's index per CPU-second \
-         relative to solo: below 1, its CPU time itself ran slower (under single-threaded TCG \
-         both guest CPUs share one host thread), a loss the scheduler did not cause; \
-         `rel` ≈ target CPU × speed. `TCG model` is the speed expected if that host thread \
-         is split evenly over all busy guest CPU time: busy CPUs of the solo runs over busy \
-         CPUs of this run.\n",
-        exp.guest_cpus
+         relative to solo: below 1, its CPU time itself ran slower, a loss the scheduler did \
+         not cause; `rel` ≈ target CPU × speed. {}\n",
+        exp.guest_cpus,
+        if exp.tcg_mode() == "single" {
+            "Under single-threaded TCG both guest CPUs share one host thread: `TCG model` is \
+             the speed expected if that thread is split evenly over all busy guest CPU time \
+             (busy CPUs of the solo runs over busy CPUs of this run)."
+        } else {
+            "Under multi-threaded TCG each guest CPU has a host thread of its own, so the \
+             dummies' emulation no longer slows the target's CPU; what is left of a speed \
+             below 1 comes from sharing one guest CPU with busy vCPUs (each switch between \
+             nested guests costs emulated world switches and cold caches) and from the host's \
+             own load. `TCG model` applies to single-threaded TCG only and is not given."
+        }
     );
     let _ = writeln!(
         s,
@@ -624,9 +632,13 @@ pub fn report_md(
             p.runs,
             fmt_stat(p.index, 1),
             fmt_stat(p.relative, 2),
-            fmt_stat(p.target_cpu, 2),
+            fmt_stat(p.target_cpu, 3),
             fmt_stat(p.speed, 2),
-            fmt_stat(p.tcg_model, 2),
+            if exp.tcg_mode() == "single" {
+                fmt_stat(p.tcg_model, 2)
+            } else {
+                "–".to_string()
+            },
             fmt_stat(p.target_wait, 2),
             fmt_stat(p.target_preempt_per_s, 0),
             fmt_stat(p.dummies_cpu, 2),
@@ -635,6 +647,7 @@ pub fn report_md(
             fmt_stat(p.idle_cpu, 2),
         );
     }
+    entitlement_table(&mut s, exp, points);
     let placement: Vec<(&Point, f64, f64, f64, f64, f64)> = points
         .iter()
         .filter_map(|p| {
@@ -721,6 +734,87 @@ fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+/// `sched_prio_to_weight[]` (kernel/sched/core.c), nice -20..=19.
+const PRIO_TO_WEIGHT: [u32; 40] = [
+    88761, 71755, 56483, 46273, 36291, 29154, 23254, 18705, 14949, 11916, 9548, 7620, 6100, 4904,
+    3906, 3121, 2501, 1991, 1586, 1277, 1024, 820, 655, 526, 423, 335, 272, 215, 172, 137, 110, 87,
+    70, 56, 45, 36, 29, 23, 18, 15,
+];
+
+/// The target's weight on the cpu.weight scale under a policy line: its
+/// `target_weight`, or its `target_nice` converted as cgroup v2's
+/// `cpu.weight.nice` does, or 100.
+fn target_weight(p: &PolicyDef) -> f64 {
+    if let Some(w) = p.target_weight {
+        return f64::from(w);
+    }
+    let nice = p.target_nice.unwrap_or(0).clamp(-20, 19);
+    f64::from(PRIO_TO_WEIGHT[(nice + 20) as usize]) * 100.0 / 1024.0
+}
+
+/// For dummies that are busy (every thread always runnable), what the target
+/// is entitled to: weighted max-min fair shares of the guest's CPUs
+/// (vmfair-policy's entitlement()), the target weighing its weight, each
+/// 1-vCPU dummy 100. Per VM and per thread are the same here (all VMs have
+/// one vCPU), so the same figure holds for stock, autogroup and cgroup.
+fn entitlement_table(s: &mut String, exp: &Experiment, points: &[Point]) {
+    use std::fmt::Write;
+    let busy: Vec<&String> = exp
+        .dummy_kinds
+        .iter()
+        .filter(|k| exp.dummy[*k].load == "busy" && exp.dummy[*k].vcpus == 1)
+        .collect();
+    let rows: Vec<&Point> = points
+        .iter()
+        .filter(|p| p.dummies > 0 && busy.contains(&&p.kind) && exp.target.vcpus == 1)
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\nThe target's CPU against its entitlement beside busy 1-vCPU dummies: weighted \
+         max-min fair shares of the {} guest CPUs (`vmfair_policy::entitlement`), the target \
+         weighing its weight (`nice -5` = cpu.weight 305, as cgroup v2 converts it), each \
+         dummy 100. `deviation` compares the mean; `worst` the repetition farthest from it.\n",
+        exp.guest_cpus
+    );
+    let _ = writeln!(
+        s,
+        "| policy | dummies | target weight | entitled CPU | target CPU | deviation | worst |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    for p in rows {
+        let Some(def) = exp.policy.iter().find(|d| d.name == p.policy) else {
+            continue;
+        };
+        let w = target_weight(def);
+        let mut vms = vec![(w.round() as u32, 1u32)];
+        vms.extend(std::iter::repeat_n((100, 1), p.dummies as usize));
+        let mut out = vec![0.0; vms.len()];
+        vmfair_policy::entitlement(f64::from(exp.guest_cpus), &vms, &mut out);
+        let want = out[0];
+        let Some(cpu) = p.target_cpu else {
+            continue;
+        };
+        let dev = |v: f64| (v - want) / want * 100.0;
+        let worst = if dev(cpu.min).abs() > dev(cpu.max).abs() {
+            dev(cpu.min)
+        } else {
+            dev(cpu.max)
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} {} | {w:.0} | {want:.3} | {} | {:+.1} % | {worst:+.1} % |",
+            p.policy,
+            p.dummies,
+            p.kind,
+            fmt_stat(Some(cpu), 3),
+            dev(cpu.mean)
+        );
+    }
 }
 
 /// `figure.svg`: two panels against the number of dummies, one line per
@@ -1249,7 +1343,7 @@ fn print_points(pts: &[Point]) {
             format!("{}/{}", p.valid, p.runs),
             fmt_stat(p.index, 1),
             fmt_stat(p.relative, 2),
-            fmt_stat(p.target_cpu, 2),
+            fmt_stat(p.target_cpu, 3),
             fmt_stat(p.speed, 2),
             fmt_stat(p.dummies_cpu, 2),
             fmt_stat(p.idle_cpu, 2)
@@ -1313,6 +1407,22 @@ target_weight = 305
         let e: Experiment = toml::from_str(EXP).unwrap();
         e.check().unwrap();
         e
+    }
+
+    #[test]
+    fn target_weights() {
+        let e = exp();
+        let w: Vec<f64> = e.policy.iter().map(target_weight).collect();
+        assert_eq!(w[0], 100.0);
+        assert_eq!(w[1], 305.0);
+        let nice = PolicyDef {
+            name: "n".into(),
+            policy: Some("stock".into()),
+            target_weight: None,
+            target_nice: Some(-5),
+        };
+        assert!((target_weight(&nice) - 304.8).abs() < 0.1);
+        assert_eq!(PRIO_TO_WEIGHT[20], 1024);
     }
 
     #[test]
@@ -1440,7 +1550,7 @@ target_weight = 305
         assert!(svg.contains("stock (idle)"));
         let md = report_md(&e, &pts, &runs, &[], "k", &[]);
         assert!(md.contains(
-            "| stock | 4 idle | 2/2 | 54.0 (45.0–63.0) | 0.60 (0.50–0.70) | 0.80 (0.80–0.80) | \
+            "| stock | 4 idle | 2/2 | 54.0 (45.0–63.0) | 0.60 (0.50–0.70) | 0.800 (0.800–0.800) | \
              0.60 (0.50–0.70) | 1.00 (1.00–1.00) |"
         ));
     }
