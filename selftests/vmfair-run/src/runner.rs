@@ -939,14 +939,8 @@ impl Run {
             }
             EventAction::Modprobe => {
                 if self.groups_before_load.is_none() {
-                    match procfs::sched_groups() {
-                        Ok(g) => self.groups_before_load = Some(g),
-                        Err(e) => self.checks.push(Check {
-                            name: "groups-before-load".into(),
-                            ok: false,
-                            detail: e,
-                        }),
-                    }
+                    self.groups_before_load =
+                        self.groups_or_fail("groups-before-load", procfs::sched_groups());
                 }
                 let argv = modprobe_argv();
                 let r = run_tool(&argv);
@@ -984,6 +978,23 @@ impl Run {
         });
     }
 
+    /// The groups read from sched/debug, or None with a failed check `name` saying why.
+    fn groups_or_fail(
+        &mut self,
+        name: &str,
+        groups: Result<procfs::SchedGroups, String>,
+    ) -> Option<procfs::SchedGroups> {
+        groups
+            .map_err(|e| {
+                self.checks.push(Check {
+                    name: name.into(),
+                    ok: false,
+                    detail: e,
+                })
+            })
+            .ok()
+    }
+
     /// After `modprobe`: every thread of every VM placed by hand in a cgroup is still there,
     /// every other VM thread is in a VM group (`/vmgroup-<id>`), one group per VM.
     fn check_grouped(&mut self) {
@@ -996,16 +1007,8 @@ impl Run {
                 groups = procfs::sched_groups();
             }
         }
-        let groups = match groups {
-            Ok(g) => g,
-            Err(e) => {
-                self.checks.push(Check {
-                    name: "vms-grouped".into(),
-                    ok: false,
-                    detail: e,
-                });
-                return;
-            }
+        let Some(groups) = self.groups_or_fail("vms-grouped", groups) else {
+            return;
         };
         let mut bad = Vec::new();
         let mut seen = 0;
@@ -1079,16 +1082,8 @@ impl Run {
         let Some(before) = self.groups_before_load.clone() else {
             return;
         };
-        let after = match procfs::sched_groups() {
-            Ok(g) => g,
-            Err(e) => {
-                self.checks.push(Check {
-                    name: "groups-restored".into(),
-                    ok: false,
-                    detail: e,
-                });
-                return;
-            }
+        let Some(after) = self.groups_or_fail("groups-restored", procfs::sched_groups()) else {
+            return;
         };
         let mut moved = Vec::new();
         let mut compared = 0;
