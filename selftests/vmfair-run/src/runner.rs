@@ -613,8 +613,10 @@ impl Run {
             })
             .collect();
         let idle_s = procfs::idle_s()?;
-        let at = Instant::now();
+        // Reading every task takes a while under emulation: date the figures at its middle.
+        let t0 = Instant::now();
         let tasks = procfs::tasks(None);
+        let at = t0 + t0.elapsed() / 2;
         Ok(Edge {
             at,
             idle_s,
@@ -673,7 +675,7 @@ impl Run {
         self.window(scn, &start)?;
         let end = self.edge()?;
         if scn.sample_ms > 0 {
-            self.sample(&start, (end.at - start.at).as_secs_f64());
+            self.sample(&start, false);
         }
         self.check();
         let window_s = (end.at - start.at).as_secs_f64();
@@ -841,7 +843,7 @@ impl Run {
         let period = Duration::from_millis(u64::from(scn.sample_ms));
         self.series = vec![Vec::new(); self.members.len()];
         if scn.sample_ms > 0 {
-            self.sample(start, 0.0);
+            self.sample(start, true);
         }
         let mut next_sample = period;
         let mut pending = scn.event.iter().peekable();
@@ -859,7 +861,7 @@ impl Run {
                 return Ok(());
             }
             if scn.sample_ms > 0 && now >= next_sample {
-                self.sample(start, now.as_secs_f64());
+                self.sample(start, false);
                 while next_sample <= now {
                     next_sample += period;
                 }
@@ -876,10 +878,24 @@ impl Run {
     }
 
     /// Appends one point to every member's time series.
-    fn sample(&mut self, start: &Edge, t_s: f64) {
+    /// Each member's point is dated by when its tasks were read (`zero`: the window start,
+    /// where every figure is 0 by definition).
+    fn sample(&mut self, start: &Edge, zero: bool) {
         for (k, m) in self.members.iter().enumerate() {
+            if zero {
+                self.series[k].push(Sample {
+                    t_s: 0.0,
+                    cpu_s: 0.0,
+                    work: 0,
+                });
+                continue;
+            }
             let pid = m.pid;
+            let t0 = Instant::now();
             let now = procfs::tasks(Some(pid));
+            let t_s = (t0 + t0.elapsed() / 2)
+                .saturating_duration_since(start.at)
+                .as_secs_f64();
             let (run, _) = procfs::delta(
                 &start
                     .tasks
