@@ -266,28 +266,28 @@ pub fn judge(scn: &Scenario, res: &ScenarioResult) -> Vec<Verdict> {
     v
 }
 
-/// Seconds from `t_ev` until the share measured over a rolling [`ROLLING_S`] window (ending
-/// at each sample) enters ±[`TOLERANCE`] of `want` and stays there until `end`.
+/// Seconds from `t_ev` until the share reaches `want`: the first sample `t` at which the share
+/// over the rolling [`ROLLING_S`] window ending at `t` is inside ±[`TOLERANCE`] of `want`, and
+/// the mean share from `t` to the end of the series is too (so it holds, not just passes by).
+/// None if no sample qualifies with at least one more rolling window after it.
 pub fn settle_time(
     series: &[vmfair_scenario::Sample],
     t_ev: f64,
     want: f64,
     end: f64,
 ) -> Option<f64> {
-    let mut settled_at = None;
-    for q in series.iter().filter(|q| q.t_s >= t_ev + ROLLING_S - 1e-6) {
-        let (cpu, secs) = series_span(series, q.t_s - ROLLING_S, q.t_s)?;
-        let good = secs > 0.0 && ((cpu / secs) - want).abs() <= TOLERANCE * want;
-        match (good, settled_at) {
-            (true, None) => settled_at = Some(q.t_s),
-            (false, Some(_)) => settled_at = None,
-            _ => {}
-        }
-    }
-    // It must have held for at least one more rolling window before the end.
-    settled_at
-        .filter(|t| end - t >= ROLLING_S - 1e-6)
-        .map(|t| t - t_ev)
+    let inside =
+        |cpu: f64, secs: f64| secs > 0.0 && ((cpu / secs) - want).abs() <= TOLERANCE * want;
+    let last = series.last()?.t_s.min(end);
+    series
+        .iter()
+        .filter(|q| q.t_s >= t_ev + ROLLING_S - 1e-6 && last - q.t_s >= ROLLING_S - 1e-6)
+        .find(|q| {
+            let now = series_span(series, q.t_s - ROLLING_S, q.t_s);
+            let rest = series_span(series, q.t_s, last);
+            matches!((now, rest), (Some(a), Some(b)) if inside(a.0, a.1) && inside(b.0, b.1))
+        })
+        .map(|q| q.t_s - t_ev)
 }
 
 /// Colours of the series lines.
@@ -581,6 +581,16 @@ vcpus = 4
         assert!(settle_time(&slow, 4.0, 1.5, 10.0).unwrap() > SETTLE_LIMIT_S);
         let never = ramp(1.0, 1.0, 4.0, 0.0);
         assert_eq!(settle_time(&never, 4.0, 1.5, 10.0), None);
+        // One noisy window late in the run does not undo a fast change.
+        let mut blip = ramp(1.0, 1.5, 4.0, 0.25);
+        for p in blip.iter_mut().skip(36) {
+            p.cpu_s += 0.2;
+        }
+        let t = settle_time(&blip, 4.0, 1.5, 10.0).unwrap();
+        assert!(t <= 1.0, "{t}");
+        // Passing through the band on the way elsewhere is not settling.
+        let overshoot = ramp(1.0, 2.0, 4.0, 0.25);
+        assert_eq!(settle_time(&overshoot, 4.0, 1.5, 10.0), None);
     }
 
     const CHANGE: &str = r#"
