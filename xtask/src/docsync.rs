@@ -364,6 +364,35 @@ fn hunk_headers_and_diffstats_match_the_diffs() {
     assert!(errs.is_empty(), "{}", errs.join("\n"));
 }
 
+/// Lines (1-based) that end in white space.
+fn trailing_whitespace(text: &str) -> Vec<usize> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| l.ends_with([' ', '\t']))
+        .map(|(i, _)| i + 1)
+        .collect()
+}
+
+/// The patches are stored with blank context lines empty (not one space) and without
+/// format-patch's "-- " signature: checkpatch.pl checks a relative path that git tracks as a
+/// source file, not as a patch, so `checkpatch.pl patches/*.patch` run in this repository
+/// would report every such line as trailing white space. `git am` and `git apply` read an
+/// empty line in a hunk as an empty context line.
+#[test]
+fn patches_have_no_trailing_whitespace() {
+    let mut errs = Vec::new();
+    for (name, text) in series() {
+        let lines = trailing_whitespace(&text);
+        if !lines.is_empty() {
+            errs.push(format!("{name}: trailing white space on lines {lines:?}"));
+        }
+    }
+    assert!(errs.is_empty(), "{}", errs.join("\n"));
+    // The format-patch form has it: the check can fail.
+    assert_eq!(trailing_whitespace(SAMPLE), [29]);
+    assert_eq!(trailing_whitespace("a\n\nb\t\n"), [3]);
+}
+
 const SAMPLE: &str = "From 0 Mon Sep 17 00:00:00 2001
 Subject: [PATCH] Documentation: x
 
