@@ -348,11 +348,23 @@ pub(crate) trait SysctlFile: Sync {
     fn store(&self, key: usize, input: &[u8]) -> Result;
 }
 
+/// Entries `(name, mode, key)` of one sysctl table, all served by `data`.
+pub(crate) fn sysctl_entries<T: SysctlFile>(
+    data: &T,
+    files: &[(&'static CStr, u16, usize)],
+) -> Result<KVec<bindings::ctl_table>> {
+    let mut t = KVec::with_capacity(files.len(), GFP_KERNEL)?;
+    for &(name, mode, key) in files {
+        t.push(sysctl_entry(name, mode, data, key), GFP_KERNEL)?;
+    }
+    Ok(t)
+}
+
 /// One file of a sysctl table: handled by `T`'s [`SysctlFile`] with `key`.
 ///
 /// The `data` pointer must outlive the table it goes into; [`SysctlTable::register`] relies on
 /// its caller for that.
-pub(crate) fn sysctl_entry<T: SysctlFile>(
+fn sysctl_entry<T: SysctlFile>(
     name: &'static CStr,
     mode: u16,
     data: &T,

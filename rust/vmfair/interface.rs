@@ -56,31 +56,17 @@ impl Core {
 
     /// The global sysctl table, `kernel/vmfair`. `self` must outlive it.
     pub(crate) fn register_sysctls(&self) -> Result<SysctlTable> {
-        let mut t = KVec::new();
-        t.push(
-            glue::sysctl_entry(c"enabled", 0o644, self, K_ENABLED),
-            GFP_KERNEL,
-        )?;
-        t.push(
-            glue::sysctl_entry(c"default_weight", 0o644, self, K_DEFAULT_WEIGHT),
-            GFP_KERNEL,
-        )?;
-        t.push(
-            glue::sysctl_entry(c"vm_class_weight", 0o644, self, K_CLASS_WEIGHT),
-            GFP_KERNEL,
-        )?;
-        t.push(
-            glue::sysctl_entry(c"vcpu_slice_us", 0o644, self, K_SLICE),
-            GFP_KERNEL,
-        )?;
-        t.push(
-            glue::sysctl_entry(c"share_mode", 0o644, self, K_SHARE_MODE),
-            GFP_KERNEL,
-        )?;
-        t.push(glue::sysctl_entry(c"vms", 0o444, self, K_VMS), GFP_KERNEL)?;
-        t.push(
-            glue::sysctl_entry(c"vm_weight", 0o644, self, K_VM_WEIGHT),
-            GFP_KERNEL,
+        let t = glue::sysctl_entries(
+            self,
+            &[
+                (c"enabled", 0o644, K_ENABLED),
+                (c"default_weight", 0o644, K_DEFAULT_WEIGHT),
+                (c"vm_class_weight", 0o644, K_CLASS_WEIGHT),
+                (c"vcpu_slice_us", 0o644, K_SLICE),
+                (c"share_mode", 0o644, K_SHARE_MODE),
+                (c"vms", 0o444, K_VMS),
+                (c"vm_weight", 0o644, K_VM_WEIGHT),
+            ],
         )?;
         SysctlTable::register(CString::try_from_fmt(fmt!("kernel/vmfair"))?, t)
     }
@@ -88,14 +74,12 @@ impl Core {
     /// The per-VM directory `kernel/vmfair/vm/<tgid>`. `self` must outlive it.
     fn register_vm_sysctls(&self, tgid: i32) -> Result<SysctlTable> {
         let base = K_VM_BASE + 2 * usize::try_from(tgid).map_err(|_| EINVAL)?;
-        let mut t = KVec::new();
-        t.push(
-            glue::sysctl_entry(c"weight", 0o644, self, base + F_WEIGHT),
-            GFP_KERNEL,
-        )?;
-        t.push(
-            glue::sysctl_entry(c"stats", 0o444, self, base + F_STATS),
-            GFP_KERNEL,
+        let t = glue::sysctl_entries(
+            self,
+            &[
+                (c"weight", 0o644, base + F_WEIGHT),
+                (c"stats", 0o444, base + F_STATS),
+            ],
         )?;
         SysctlTable::register(CString::try_from_fmt(fmt!("kernel/vmfair/vm/{}", tgid))?, t)
     }
