@@ -126,13 +126,14 @@ pub fn judge(scn: &Scenario, res: &ScenarioResult) -> Vec<Verdict> {
         .filter(|g| g.kind == GroupKind::Vm)
         .collect();
     let last_weight_event = last_weight_event(scn);
+    let entitled = entitlements(scn);
 
     // Shares: over the whole window, or after a weight change has had time to settle.
-    if let Some(ent) = entitlements(scn) {
+    if let Some(ent) = &entitled {
         let from = last_weight_event.map(|t| t + SETTLE_LIMIT_S);
         let mut lines = Vec::new();
         let mut ok = true;
-        for (name, inst, want) in &ent {
+        for (name, inst, want) in ent {
             let Some(g) = vms.iter().find(|g| &g.name == name && g.instance == *inst) else {
                 ok = false;
                 lines.push(format!("{name}#{inst}: no result"));
@@ -166,7 +167,7 @@ pub fn judge(scn: &Scenario, res: &ScenarioResult) -> Vec<Verdict> {
     }
 
     // A run-time weight change: when does the changed VM's share settle?
-    if let (Some(t_ev), Some(ent)) = (last_weight_event, entitlements(scn)) {
+    if let (Some(t_ev), Some(ent)) = (last_weight_event, &entitled) {
         let changed: Vec<&str> = scn
             .event
             .iter()
