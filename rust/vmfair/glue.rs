@@ -171,8 +171,8 @@ pub(crate) fn new_session_autogroup(task: &Task) {
     unsafe { sched_autogroup_create_attach(task.as_ptr().cast()) };
 }
 
-/// A KVM VM life cycle event.
-pub(crate) enum VmEvent<'a> {
+/// A KVM VM life cycle event, with counted references to the tasks it names.
+pub(crate) enum VmEvent {
     /// A VM was created (or exists when the listener registers).
     Create {
         /// Opaque VM cookie.
@@ -180,7 +180,7 @@ pub(crate) enum VmEvent<'a> {
         /// VMM thread group id.
         tgid: i32,
         /// VMM process, if still alive.
-        vmm: Option<&'a Task>,
+        vmm: Option<ARef<Task>>,
     },
     /// A VM is being destroyed.
     Destroy {
@@ -194,55 +194,119 @@ pub(crate) enum VmEvent<'a> {
         /// VMM thread group id.
         tgid: i32,
         /// VMM process, if still alive.
-        vmm: Option<&'a Task>,
+        vmm: Option<ARef<Task>>,
         /// vCPU id.
         vcpu_id: i32,
         /// The thread.
-        thread: &'a Task,
+        thread: ARef<Task>,
     },
 }
 
 /// Receives KVM VM events.
-pub(crate) trait VmListener: Sync {
-    /// Called in process context, under KVM's notifier lock: may sleep, must not create or
-    /// destroy VMs.
-    fn event(&self, ev: VmEvent<'_>);
+pub(crate) trait VmListener: Sync + Send + 'static {
+    /// Called in process context from the notifier's own ordered workqueue, one event at a time
+    /// and in the order KVM reported them, without any KVM lock held: may sleep and allocate.
+    fn event(&self, ev: VmEvent);
 }
 
+/// A workqueue of the module's own that runs one work item at a time, in the order queued.
+///
+/// # Invariants
+///
+/// `self.0` is a workqueue allocated by `alloc_workqueue()`, destroyed only on drop.
+struct OrderedQueue(NonNull<bindings::workqueue_struct>);
+
+// SAFETY: workqueues may be used and destroyed from any task.
+unsafe impl Send for OrderedQueue {}
+// SAFETY: queueing and flushing are thread-safe.
+unsafe impl Sync for OrderedQueue {}
+
+impl OrderedQueue {
+    /// Allocates an ordered workqueue named `name`.
+    fn new(name: &'static CStr) -> Result<Self> {
+        // SAFETY: the format and its one argument are valid C strings; `name` is static. Flags as
+        // alloc_ordered_workqueue() sets them: unbound, ordered, one active item.
+        let wq = unsafe {
+            bindings::alloc_workqueue_noprof(
+                c"%s".as_ptr().cast(),
+                bindings::wq_flags_WQ_UNBOUND | bindings::wq_flags___WQ_ORDERED,
+                1,
+                name.as_ptr(),
+            )
+        };
+        // INVARIANT: a non-null result is a new workqueue we own.
+        NonNull::new(wq).map(Self).ok_or(ENOMEM)
+    }
+
+    fn queue(&self) -> &kernel::workqueue::Queue {
+        // SAFETY: `self.0` is a valid workqueue until `self` is dropped (type invariant), which
+        // the returned borrow cannot outlive.
+        unsafe { kernel::workqueue::Queue::from_raw(self.0.as_ptr()) }
+    }
+
+    /// Waits until every item queued so far has run.
+    fn flush(&self) {
+        // SAFETY: `self.0` is a valid workqueue (type invariant).
+        unsafe { bindings::__flush_workqueue(self.0.as_ptr()) };
+    }
+}
+
+impl Drop for OrderedQueue {
+    fn drop(&mut self) {
+        // SAFETY: `self.0` is our workqueue (type invariant); destroy_workqueue() runs the items
+        // still queued first, and nothing queues on it any more once we are dropped.
+        unsafe { bindings::destroy_workqueue(self.0.as_ptr()) };
+    }
+}
+
+/// The address of a registered [`VmNotifier`], for its work items.
+struct NotifierRef<T: VmListener>(*const VmNotifier<T>);
+
+// SAFETY: the notifier is `Sync` (its listener is), and it outlives every work item that holds
+// this reference: it flushes its queue before it goes away (see `VmNotifier::unregister`).
+unsafe impl<T: VmListener> Send for NotifierRef<T> {}
+
 /// A KVM VM notifier delivering events to a `T`.
+///
+/// KVM calls the notifier inside its ioctls (`KVM_CREATE_VM`, `KVM_RUN`) and while it destroys
+/// a VM. The callback only takes references on the tasks of the event and queues it; the
+/// listener runs later from an ordered workqueue of the notifier's own, outside KVM.
 ///
 /// # Invariants
 ///
 /// `nb` is registered with KVM only between [`VmNotifier::register`] and
-/// [`VmNotifier::unregister`] (or drop), and its callback is `Self::trampoline`.
+/// [`VmNotifier::unregister`] (or drop), and its callback is `Self::trampoline`. Work items on
+/// `queue` refer to `self`; `self` flushes `queue` before it goes away.
 #[pin_data(PinnedDrop)]
 pub(crate) struct VmNotifier<T: VmListener> {
     #[pin]
     nb: Opaque<bindings::notifier_block>,
+    queue: OrderedQueue,
     #[pin]
     listener: T,
     #[pin]
     _pin: PhantomPinned,
 }
 
-// SAFETY: the notifier block is only read and written by KVM, under its notifier lock; we only
-// hand out its address. The listener is shared as `&T`, hence the bounds.
-unsafe impl<T: VmListener + Send> Send for VmNotifier<T> {}
+// SAFETY: the notifier block is only read and written by KVM; we only hand out its address. The
+// listener is shared as `&T` across tasks, hence its bounds (`VmListener: Send + Sync`).
+unsafe impl<T: VmListener> Send for VmNotifier<T> {}
 // SAFETY: as above.
-unsafe impl<T: VmListener + Sync> Sync for VmNotifier<T> {}
+unsafe impl<T: VmListener> Sync for VmNotifier<T> {}
 
 impl<T: VmListener> VmNotifier<T> {
     /// A notifier, not registered yet, around `listener`.
-    pub(crate) fn new<E>(listener: impl PinInit<T, E>) -> impl PinInit<Self, E> {
-        pin_init!(Self {
+    pub(crate) fn new(listener: impl PinInit<T, Error>) -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
             nb: Opaque::new(bindings::notifier_block {
                 notifier_call: Some(Self::trampoline),
                 next: core::ptr::null_mut(),
                 priority: 0,
             }),
+            queue: OrderedQueue::new(c"vmfair")?,
             listener <- listener,
             _pin: PhantomPinned,
-        }? E)
+        }? Error)
     }
 
     /// The listener.
@@ -250,18 +314,54 @@ impl<T: VmListener> VmNotifier<T> {
         &self.listener
     }
 
-    /// Registers with KVM; existing VMs and vCPU threads are replayed to the listener before
-    /// this returns.
+    /// Registers with KVM; existing VMs and vCPU threads are replayed to the listener, and
+    /// handled, before this returns.
     pub(crate) fn register(self: Pin<&Self>) -> Result {
         // SAFETY: `nb` is pinned inside `self`, which unregisters it before it goes away.
-        to_result(unsafe { bindings::kvm_vm_notifier_register(self.nb.get()) })
+        to_result(unsafe { bindings::kvm_vm_notifier_register(self.nb.get()) })?;
+        self.queue.flush();
+        Ok(())
     }
 
-    /// Unregisters from KVM; once this returns the listener is not called any more. Harmless if
-    /// not registered.
+    /// Unregisters from KVM and waits for the events already queued: once this returns the
+    /// listener is not called any more. Harmless if not registered.
     pub(crate) fn unregister(self: Pin<&Self>) {
-        // SAFETY: `nb` is a valid notifier block; unregistering an unknown one is a no-op.
+        // SAFETY: `nb` is a valid notifier block; unregistering an unknown one is a no-op. Once
+        // this returns KVM runs no callback of ours, so nothing queues on `queue` any more.
         unsafe { bindings::kvm_vm_notifier_unregister(self.nb.get()) };
+        self.queue.flush();
+    }
+
+    /// Makes the owned form of KVM's event `action`, or `None` for one we do not handle.
+    ///
+    /// # Safety
+    ///
+    /// The task pointers in `ev` must be null or valid for the duration of the call.
+    unsafe fn owned_event(action: c_ulong, ev: &bindings::kvm_vm_event) -> Option<VmEvent> {
+        let task = |p: *mut bindings::task_struct| {
+            NonNull::new(p).map(|p| {
+                // SAFETY: valid for the call (the caller's promise); the `ARef` takes a
+                // reference of its own.
+                ARef::from(unsafe { task_ref(p.as_ptr()) })
+            })
+        };
+        let vm = ev.vm as usize;
+        Some(match action as u32 {
+            bindings::kvm_vm_event_type_KVM_VM_EVENT_CREATE => VmEvent::Create {
+                vm,
+                tgid: ev.vmm_tgid,
+                vmm: task(ev.vmm),
+            },
+            bindings::kvm_vm_event_type_KVM_VM_EVENT_DESTROY => VmEvent::Destroy { vm },
+            bindings::kvm_vm_event_type_KVM_VM_EVENT_VCPU_THREAD => VmEvent::VcpuThread {
+                vm,
+                tgid: ev.vmm_tgid,
+                vmm: task(ev.vmm),
+                vcpu_id: ev.vcpu_id,
+                thread: task(ev.vcpu_task)?,
+            },
+            _ => return None,
+        })
     }
 
     unsafe extern "C" fn trampoline(
@@ -271,35 +371,24 @@ impl<T: VmListener> VmNotifier<T> {
     ) -> c_int {
         // SAFETY: KVM only calls this for `nb` fields of registered `VmNotifier<T>` (type
         // invariant), which are pinned and alive while registered.
-        let this = unsafe { &*kernel::container_of!(Opaque::cast_from(nb).cast_mut(), Self, nb) };
-        // SAFETY: KVM passes a valid `struct kvm_vm_event` for the duration of the call.
-        let ev = unsafe { &*data.cast::<bindings::kvm_vm_event>() };
-        // SAFETY: task pointers in the event are null or valid for the duration of the call.
-        let vmm = NonNull::new(ev.vmm).map(|p| unsafe { task_ref(p.as_ptr()) });
-        let vm = ev.vm as usize;
-        let event = match action as u32 {
-            bindings::kvm_vm_event_type_KVM_VM_EVENT_CREATE => VmEvent::Create {
-                vm,
-                tgid: ev.vmm_tgid,
-                vmm,
-            },
-            bindings::kvm_vm_event_type_KVM_VM_EVENT_DESTROY => VmEvent::Destroy { vm },
-            bindings::kvm_vm_event_type_KVM_VM_EVENT_VCPU_THREAD => {
-                match NonNull::new(ev.vcpu_task) {
-                    // SAFETY: as above.
-                    Some(t) => VmEvent::VcpuThread {
-                        vm,
-                        tgid: ev.vmm_tgid,
-                        vmm,
-                        vcpu_id: ev.vcpu_id,
-                        thread: unsafe { task_ref(t.as_ptr()) },
-                    },
-                    None => return bindings::NOTIFY_DONE as c_int,
-                }
-            }
-            _ => return bindings::NOTIFY_DONE as c_int,
+        let this = unsafe { kernel::container_of!(Opaque::cast_from(nb).cast_mut(), Self, nb) };
+        // SAFETY: KVM passes a valid `struct kvm_vm_event` whose task pointers are null or
+        // valid for the duration of the call.
+        let Some(event) = (unsafe { Self::owned_event(action, &*data.cast()) }) else {
+            return bindings::NOTIFY_DONE as c_int;
         };
-        this.listener.event(event);
+        let at = NotifierRef(this.cast_const());
+        // SAFETY: `this` is alive (see above).
+        let queue = unsafe { &(*this).queue };
+        let queued = queue.queue().try_spawn(GFP_KERNEL, move || {
+            let at = at;
+            // SAFETY: the notifier flushes its queue before it goes away (type invariant), so
+            // it is alive while this item runs.
+            unsafe { &*at.0 }.listener.event(event)
+        });
+        if queued.is_err() {
+            pr_warn!("out of memory: a KVM VM event is lost\n");
+        }
         bindings::NOTIFY_OK as c_int
     }
 }

@@ -98,12 +98,12 @@ impl Core {
         self.registry.lock().len()
     }
 
-    fn handle(&self, ev: VmEvent<'_>) -> Result {
+    fn handle(&self, ev: VmEvent) -> Result {
         let mut removed: Option<Vm> = None;
         let created = {
             let mut reg = self.registry.lock();
             match ev {
-                VmEvent::Create { vm, tgid, vmm } => reg.vm_created(vm, tgid, vmm)?,
+                VmEvent::Create { vm, tgid, vmm } => reg.vm_created(vm, tgid, vmm.as_deref())?,
                 VmEvent::Destroy { vm } => {
                     removed = reg.vm_destroyed(vm);
                     Created::Nothing
@@ -114,7 +114,7 @@ impl Core {
                     vmm,
                     vcpu_id,
                     thread,
-                } => reg.vcpu_thread(vm, tgid, vmm, vcpu_id, thread)?,
+                } => reg.vcpu_thread(vm, tgid, vmm.as_deref(), vcpu_id, &thread)?,
             }
         };
         if let Some(vm) = removed {
@@ -249,7 +249,7 @@ impl Core {
 }
 
 impl VmListener for Core {
-    fn event(&self, ev: VmEvent<'_>) {
+    fn event(&self, ev: VmEvent) {
         if let Err(e) = self.handle(ev) {
             pr_warn!("KVM event not handled: {:?}\n", e);
         }
