@@ -400,17 +400,20 @@ impl<T: VmListener> PinnedDrop for VmNotifier<T> {
     }
 }
 
-/// A text buffer for sysctl reads, on the heap (a read can be a page long).
+/// A text buffer for sysctl reads, on the heap.
+///
+/// A file's whole content is formatted on every read and the read takes its slice at the file
+/// position, so a file may be longer than one read: `vms` has a line per VM.
 pub(crate) struct TextBuf {
-    buf: KVec<u8>,
+    buf: KVVec<u8>,
 }
 
 impl TextBuf {
-    /// Largest content: one page, what a sysctl read hands out at most.
-    const MAX: usize = 4096;
+    /// Largest content: 1 MiB, about 16,000 lines of `vms`.
+    const MAX: usize = 1 << 20;
 
     pub(crate) fn new() -> Self {
-        Self { buf: KVec::new() }
+        Self { buf: KVVec::new() }
     }
 
     pub(crate) fn as_bytes(&self) -> &[u8] {

@@ -135,6 +135,22 @@ mod group_tests {
         assert_eq!(st.threads, 1);
         Ok(())
     }
+
+    /// A sysctl file may be longer than a page (`vms` has a line per VM), but not unbounded.
+    #[test]
+    fn text_buffer_beyond_a_page() {
+        use core::fmt::Write;
+        let mut b = glue::TextBuf::new();
+        let line = "1234567 vcpus 4 weight 100 shares 1024 group 1234\n";
+        let mut ok = 0;
+        while b.write_str(line).is_ok() {
+            ok += 1;
+        }
+        // 1024 VMs' lines fit; the buffer stops at its limit, whole lines only.
+        assert!(ok >= 1024);
+        assert!(b.as_bytes().len() <= 1 << 20);
+        assert_eq!(b.as_bytes().len(), ok * line.len());
+    }
 }
 
 #[kernel::macros::kunit_tests(vmfair_registry)]
