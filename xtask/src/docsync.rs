@@ -1,7 +1,7 @@
 //! The documentation exists twice: as the repository's
 //! `Documentation/admin-guide/vmfair.rst` and `Documentation/scheduler/vmfair.rst`,
 //! and as the new files patch 0004 adds to the kernel. The repository files
-//! are the source; `scripts/regen-doc-patch.sh` rewrites the patch from them.
+//! are the source; `scripts/series.sh export` folds them into the patch.
 //! These tests fail when the two copies differ, and when a hunk of any patch
 //! in the series has a header whose line counts do not match its body (a
 //! hand-edited patch that `git am` would reject).
@@ -327,7 +327,7 @@ fn series() -> Vec<(String, String)> {
         .collect()
 }
 
-const FIX: &str = "edit the repository files, then run scripts/regen-doc-patch.sh";
+const FIX: &str = "edit the repository files, then run scripts/series.sh (checkout, export)";
 
 #[test]
 fn patches_carry_the_repository_documentation() {
