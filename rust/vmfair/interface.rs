@@ -118,7 +118,7 @@ impl Core {
             }
         };
         if let Some(vm) = removed {
-            pr_info!("VM process {} gone, group released\n", vm.tgid());
+            pr_debug!("VM process {} gone, group released\n", vm.tgid());
             drop(vm); // outside the lock, see release_all()
         }
         if let Created::NewProcess(tgid) = created {
@@ -126,7 +126,7 @@ impl Core {
             let mut reg = self.registry.lock();
             let back = reg.set_sysctl(tgid, table);
             if let Ok(info) = reg.info(tgid) {
-                pr_info!(
+                pr_debug!(
                     "VM process {} adopted: /vmgroup-{}, weight {}, shares {}\n",
                     tgid,
                     info.group_id,
