@@ -163,7 +163,11 @@ impl Registry {
     fn regroup(&mut self, i: usize) -> Result {
         let shares = self.shares_of(&self.vms[i]);
         let group = VmGroup::new(self.class.as_ref())?;
-        group.set_shares(shares)?;
+        // A new task group starts at nice-0 shares, the default weight's: skip the per-CPU
+        // update for the common case.
+        if shares != policy::NICE_0_SHARES {
+            group.set_shares(shares)?;
+        }
         glue::attach(&self.vms[i].vmm, Some(&group))?;
         // Dropping the old group after the attach keeps the process grouped throughout.
         self.vms[i].group = Some(group);
