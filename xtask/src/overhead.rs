@@ -3,13 +3,14 @@
 //!
 //! One boot of the test kernel runs every benchmark variant alternately with
 //! the module not loaded (`off`) and loaded (`vmfair`), run by run (for each
-//! variant off, vmfair, off, vmfair, …); a boot of the same kernel built
-//! without the patch series and without `kconfig/vmfair.config` (`stock`, a
-//! second build key) runs them all as the baseline. Each run is one
-//! `overhead` plan step (`qemu-test/init`): `vmfair-run overhead BENCH …`
-//! prints one JSON line. The guest repeats an invalid run up to three
-//! times; runs that never reported (a guest that died) go into another boot,
-//! at most [`MAX_BOOTS`] per kernel. Outputs: `results/overhead/report.md`,
+//! variant off, vmfair, off, vmfair, …). The same kernel built without the
+//! patch series and without `kconfig/vmfair.config` (`stock`, a second build
+//! key) runs them all as the baseline, in two boots: half of the rounds
+//! before the test boot, the rest after it. Each run is one `overhead` plan
+//! step (`qemu-test/init`): `vmfair-run overhead BENCH …` prints one JSON
+//! line. The guest repeats an invalid run up to three times; runs that never
+//! reported (a guest that died) go into another boot, at most
+//! [`RERUN_BOOTS`] more per kernel. Outputs: `results/overhead/report.md`,
 //! `overhead.json`, `figure.svg`; the last line printed is the worst ratio.
 
 use crate::guest;
@@ -19,7 +20,7 @@ use crate::overhead_report::{self as report, Meta, RunRec};
 use crate::qemu::{self, Boot, Mode};
 use crate::util::{self, info, phase, Ctx};
 use anyhow::{bail, Context, Result};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// A benchmark as the report names it: `vmfair-run overhead BENCH ARGS…`.
@@ -122,8 +123,8 @@ pub const VARIANTS: &[Variant] = &[
 const RUNS: u32 = 5;
 /// `NR_TASK_MIGRATIONS` of the `rseq_test` build (100000 upstream).
 pub const RSEQ_MIGRATIONS: u32 = 2000;
-/// Boots per kernel: the first and reruns of runs that never reported.
-const MAX_BOOTS: u32 = 3;
+/// Extra boots per kernel, at the end, for runs that never reported.
+const RERUN_BOOTS: u32 = 2;
 const GUEST_CPUS: u32 = 2;
 
 /// One planned run.
@@ -145,11 +146,11 @@ impl Planned {
 /// between the configurations (ABAB…).
 pub fn schedule(
     configs: &[&'static str],
-    runs: u32,
+    rounds: std::ops::RangeInclusive<u32>,
     variants: &[&'static Variant],
 ) -> Vec<Planned> {
     let mut out = Vec::new();
-    for round in 1..=runs {
+    for round in rounds {
         for &variant in variants {
             for &config in configs {
                 out.push(Planned {
@@ -198,98 +199,102 @@ pub fn stock_inputs(ctx: &Ctx) -> Result<kbuild::Inputs> {
     Ok(inputs)
 }
 
-/// What the boots of one kernel gave.
-#[derive(Default)]
-struct KernelRuns {
-    runs: Vec<RunRec>,
-    missing: Vec<String>,
-    warnings: Vec<(String, Vec<String>)>,
-    release: String,
+/// A kernel to boot: its build, initramfs and configurations.
+struct Kernel<'a> {
+    label: &'static str,
+    built: &'a Built,
+    base: PathBuf,
+    configs: &'static [&'static str],
+    /// Runs that never reported, for a rerun boot.
+    missing: Vec<Planned>,
 }
 
-/// Runs `todo` on one kernel, in one boot and, for runs that never
-/// reported, up to [`MAX_BOOTS`] - 1 more.
-fn run_kernel(
+/// What the boots gave.
+#[derive(Default)]
+struct Collected {
+    runs: Vec<RunRec>,
+    warnings: Vec<(String, Vec<String>)>,
+    /// Configuration to kernel release.
+    releases: Vec<(&'static str, String)>,
+}
+
+/// One boot of `k` running `todo`; returns the runs that never reported.
+fn boot_runs(
     ctx: &Ctx,
-    built: &Built,
-    base: &Path,
-    label: &str,
-    mut todo: Vec<Planned>,
-) -> KernelRuns {
-    let mut out = KernelRuns::default();
-    for boot_no in 1..=MAX_BOOTS {
-        if todo.is_empty() {
-            break;
-        }
-        let est: f64 = todo.iter().map(|p| p.variant.est_s + 1.0).sum();
-        let name = format!("overhead-{label}-{boot_no}");
-        phase(&format!(
-            "overhead: {} runs on the {label} kernel, boot {boot_no} (about {:.0} s)",
-            todo.len(),
-            est + 20.0
-        ));
-        let boot = Boot {
-            name: name.clone(),
-            built,
-            base_cpio: base,
-            cpus: GUEST_CPUS,
-            mem_mib: 2048,
-            plan: plan_lines(&todo),
-            files: vec![],
-            timeout: Duration::from_secs_f64(180.0 + est * 3.0),
-            silence: Duration::from_secs(300),
-        };
-        let outcome = match boot.run(ctx) {
-            Ok(o) => o,
-            Err(e) => {
-                info(&format!("boot {name} failed: {e:#}"));
-                continue;
-            }
-        };
-        if outcome.done.is_none() {
-            info(&outcome.verdict());
-        }
-        if let Some(b) = outcome.block("info", "guest") {
-            if let Some(r) = b.payload.lines().find_map(|l| l.strip_prefix("release=")) {
-                out.release = r.trim().to_string();
-            }
-        }
-        let log = match outcome.block("dmesg", "all") {
-            Some(b) => b.payload.clone(),
-            None => outcome.console_text.clone(),
-        };
-        out.warnings
-            .push((name.clone(), qemu::kernel_warnings(&log)));
-        let mut left = Vec::new();
-        for p in todo {
-            let Some(b) = outcome.block("overhead", &p.name()) else {
-                left.push(p);
-                continue;
-            };
-            let line = b.payload.lines().find(|l| l.trim_start().starts_with('{'));
-            let mut r = RunRec::from_guest(
-                line.unwrap_or(""),
-                p.variant.name,
-                p.variant.bench,
-                p.config,
-                p.round,
-                &name,
-            );
-            if b.rc != Some(0) {
-                r.valid = false;
-                r.problems
-                    .push(format!("vmfair-run exited with rc={:?}", b.rc));
-            }
-            print_run(&r);
-            out.runs.push(r);
-        }
-        todo = left;
+    k: &Kernel,
+    name: &str,
+    todo: Vec<Planned>,
+    acc: &mut Collected,
+) -> Vec<Planned> {
+    if todo.is_empty() {
+        return todo;
     }
-    out.missing = todo
-        .iter()
-        .map(|p| format!("{} ({label})", p.name()))
-        .collect();
-    out
+    let est: f64 = todo.iter().map(|p| p.variant.est_s + 1.0).sum();
+    phase(&format!(
+        "overhead: {} runs on the {} kernel (about {:.0} s)",
+        todo.len(),
+        k.label,
+        est + 20.0
+    ));
+    let boot = Boot {
+        name: name.to_string(),
+        built: k.built,
+        base_cpio: &k.base,
+        cpus: GUEST_CPUS,
+        mem_mib: 2048,
+        plan: plan_lines(&todo),
+        files: vec![],
+        timeout: Duration::from_secs_f64(180.0 + est * 3.0),
+        silence: Duration::from_secs(300),
+    };
+    let outcome = match boot.run(ctx) {
+        Ok(o) => o,
+        Err(e) => {
+            info(&format!("boot {name} failed: {e:#}"));
+            return todo;
+        }
+    };
+    if outcome.done.is_none() {
+        info(&outcome.verdict());
+    }
+    if let Some(b) = outcome.block("info", "guest") {
+        if let Some(r) = b.payload.lines().find_map(|l| l.strip_prefix("release=")) {
+            for c in k.configs {
+                acc.releases.retain(|(x, _)| x != c);
+                acc.releases.push((c, r.trim().to_string()));
+            }
+        }
+    }
+    let log = match outcome.block("dmesg", "all") {
+        Some(b) => b.payload.clone(),
+        None => outcome.console_text.clone(),
+    };
+    acc.warnings
+        .push((name.to_string(), qemu::kernel_warnings(&log)));
+    let mut left = Vec::new();
+    for p in todo {
+        let Some(b) = outcome.block("overhead", &p.name()) else {
+            left.push(p);
+            continue;
+        };
+        let line = b.payload.lines().find(|l| l.trim_start().starts_with('{'));
+        let mut r = RunRec::from_guest(
+            line.unwrap_or(""),
+            p.variant.name,
+            p.variant.bench,
+            p.config,
+            p.round,
+            name,
+        );
+        if b.rc != Some(0) {
+            r.valid = false;
+            r.problems
+                .push(format!("vmfair-run exited with rc={:?}", b.rc));
+        }
+        print_run(&r);
+        acc.runs.push(r);
+    }
+    left
 }
 
 fn print_run(r: &RunRec) {
@@ -488,33 +493,59 @@ pub fn cmd(ctx: &Ctx, args: &[String]) -> Result<String> {
         std::fs::remove_dir_all(&out).with_context(|| format!("remove {}", out.display()))?;
     }
     let mut meta = meta_base(0.0, a.runs);
-    let mut runs = Vec::new();
-    let mut kernels = vec![(
-        "test",
-        &test,
-        test_base,
-        schedule(&["off", "vmfair"], a.runs, &variants),
-    )];
+    // One boot of the test kernel for all its runs; the stock kernel's runs
+    // in two boots, one before and one after it, so that a drift of the
+    // emulation speed over the run falls on both kernels alike.
+    let mut kernels = vec![Kernel {
+        label: "test",
+        built: &test,
+        base: test_base,
+        configs: &["off", "vmfair"],
+        missing: vec![],
+    }];
+    let mut boots = vec![(0, 1..=a.runs, "overhead-test".to_string())];
     if let (Some(b), Some(base)) = (&stock, stock_base) {
-        kernels.push(("stock", b, base, schedule(&["stock"], a.runs, &variants)));
+        kernels.push(Kernel {
+            label: "stock",
+            built: b,
+            base,
+            configs: &["stock"],
+            missing: vec![],
+        });
+        let half = a.runs / 2;
+        boots.insert(0, (1, 1..=half, "overhead-stock-1".into()));
+        boots.push((1, half + 1..=a.runs, "overhead-stock-2".into()));
     }
-    for (label, built, base, todo) in kernels {
-        let k = run_kernel(ctx, built, &base, label, todo);
-        let configs = if label == "stock" {
-            vec!["stock"]
-        } else {
-            vec!["off", "vmfair"]
-        };
-        for c in configs {
-            meta.kernels.insert(c.to_string(), k.release.clone());
+    // `None`: a rerun boot, for the runs that never reported.
+    let mut boots: Vec<_> = boots.into_iter().map(|(k, r, n)| (k, Some(r), n)).collect();
+    for n in 1..=RERUN_BOOTS {
+        for (k, kernel) in kernels.iter().enumerate() {
+            boots.push((k, None, format!("overhead-{}-rerun{n}", kernel.label)));
         }
-        runs.extend(k.runs);
-        meta.missing.extend(k.missing);
-        meta.warnings.extend(k.warnings);
-        meta.seconds = t0.elapsed().as_secs_f64();
-        // Partial outputs after each kernel.
-        let _ = write_outputs(&out, &meta, &runs, false);
     }
+    let mut acc = Collected::default();
+    for (k, rounds, name) in boots {
+        let k = &mut kernels[k];
+        let todo = match rounds {
+            Some(r) => schedule(k.configs, r, &variants),
+            None => std::mem::take(&mut k.missing),
+        };
+        let left = boot_runs(ctx, k, &name, todo, &mut acc);
+        k.missing.extend(left);
+        // Partial outputs after every boot.
+        meta.seconds = t0.elapsed().as_secs_f64();
+        meta.warnings = acc.warnings.iter().cloned().collect();
+        let _ = write_outputs(&out, &meta, &acc.runs, false);
+    }
+    for k in &kernels {
+        let label = k.label;
+        meta.missing
+            .extend(k.missing.iter().map(|p| format!("{} ({label})", p.name())));
+    }
+    for (c, r) in &acc.releases {
+        meta.kernels.insert(c.to_string(), r.clone());
+    }
+    let runs = acc.runs;
     if let Some(k) = meta.kernels.get_mut("stock") {
         k.push_str(" (no patch series)");
     }
@@ -540,7 +571,7 @@ mod tests {
     #[test]
     fn runs_alternate_per_variant() {
         let v: Vec<&Variant> = VARIANTS.iter().take(2).collect();
-        let s = schedule(&["off", "vmfair"], 3, &v);
+        let s = schedule(&["off", "vmfair"], 1..=3, &v);
         assert_eq!(s.len(), 12);
         let names: Vec<String> = s.iter().take(4).map(Planned::name).collect();
         assert_eq!(
@@ -564,7 +595,7 @@ mod tests {
     #[test]
     fn plan_steps() {
         let v: Vec<&Variant> = VARIANTS.iter().filter(|v| v.bench == "rseq").collect();
-        let plan = plan_lines(&schedule(&["stock"], 1, &v));
+        let plan = plan_lines(&schedule(&["stock"], 1..=1, &v));
         assert_eq!(plan.first().map(String::as_str), Some("info"));
         assert_eq!(plan.last().map(String::as_str), Some("dmesg"));
         assert_eq!(plan[1], "overhead 1/2 stock rseq.stock.1 rseq");

@@ -296,8 +296,8 @@ pub fn report_md(meta: &Meta, rows: &[Row], runs: &[RunRec]) -> String {
         s,
         "What vmfair costs a host: each benchmark run alternately with the module \
          not loaded (`off`) and loaded (`vmfair`) in one boot of the test kernel, \
-         {} runs each (ABAB…), and in a boot of the same kernel without the patch \
-         series (`stock`). {} guest CPUs, QEMU TCG {}; the whole run took {:.0} s. \
+         {} runs each (ABAB…), and in two boots of the same kernel without the patch \
+         series (`stock`), one before and one after it. {} guest CPUs, QEMU TCG {}; the whole run took {:.0} s. \
          See `Documentation/vmfair/performance.rst`.\n",
         meta.runs_per_config, meta.guest_cpus, meta.tcg, meta.seconds
     );
