@@ -413,8 +413,8 @@ fn write_outputs(out: &Path, meta: &Meta, runs: &[RunRec], table: bool) -> Resul
 
 fn print_table(rows: &[report::Row]) {
     println!(
-        "{:<12} {:<22} {:>10} {:>10} {:>10} {:>9} {:>9}",
-        "benchmark", "figure", "stock", "off", "vmfair", "off/st", "vmfair/st"
+        "{:<12} {:<26} {:>10} {:>10} {:>10} {:>9} {:>9} {:>9}",
+        "benchmark", "figure", "stock", "off", "vmfair", "off/st", "vmfair/st", "paired"
     );
     let med = |r: &report::Row, c: &str| {
         r.stats
@@ -425,7 +425,7 @@ fn print_table(rows: &[report::Row]) {
     let rat = |x: Option<f64>| x.map(|x| format!("{x:.3}")).unwrap_or_else(|| "-".into());
     for r in rows {
         println!(
-            "{:<12} {:<22} {:>10} {:>10} {:>10} {:>9} {:>9}{}",
+            "{:<12} {:<26} {:>10} {:>10} {:>10} {:>9} {:>9} {:>9}{}",
             r.variant,
             format!("{} ({})", r.metric, r.unit),
             med(r, "stock"),
@@ -433,6 +433,7 @@ fn print_table(rows: &[report::Row]) {
             med(r, "vmfair"),
             rat(r.off_ratio),
             rat(r.vmfair_ratio),
+            rat(r.paired),
             if r.baseline.as_deref() == Some("off") {
                 " (vs off)"
             } else {

@@ -172,6 +172,9 @@ pub struct Row {
     pub baseline: Option<String>,
     pub off_ratio: Option<f64>,
     pub vmfair_ratio: Option<f64>,
+    /// The module's own cost, paired: the median over rounds of a round's
+    /// `vmfair` run against its `off` run (the two ran one after the other).
+    pub paired: Option<f64>,
 }
 
 /// Rows for every (variant, figure), variants in `order`, figures in the
@@ -212,6 +215,20 @@ pub fn rows(runs: &[RunRec], order: &[&str]) -> Vec<Row> {
             };
             let off_ratio = against("off").filter(|_| baseline.as_deref() == Some("stock"));
             let vmfair_ratio = against("vmfair");
+            let value = |c: &str, round: u32| {
+                mine.iter()
+                    .find(|r| r.config == c && r.round == round)
+                    .and_then(|r| r.metrics.iter().find(|m| m.name == name))
+                    .map(|m| m.value)
+            };
+            let mut rounds: Vec<u32> = mine.iter().map(|r| r.round).collect();
+            rounds.sort();
+            rounds.dedup();
+            let pairs: Vec<f64> = rounds
+                .into_iter()
+                .filter_map(|n| ratio(&kind, value("vmfair", n)?, value("off", n)?))
+                .collect();
+            let paired = Stat::of(&pairs).map(|s| s.median);
             out.push(Row {
                 variant: variant.to_string(),
                 metric: name,
@@ -221,6 +238,7 @@ pub fn rows(runs: &[RunRec], order: &[&str]) -> Vec<Row> {
                 baseline,
                 off_ratio,
                 vmfair_ratio,
+                paired,
             });
         }
     }
@@ -313,13 +331,16 @@ pub fn report_md(meta: &Meta, rows: &[Row], runs: &[RunRec]) -> String {
     s.push_str(
         "Cells: median of the valid runs (min–max, number of runs). Ratios: against \
          `stock`, or against `off` where marked †; cost figures `config / baseline`, \
-         rates `baseline / config`, so above 1 is always worse. `info` figures are not \
+         rates `baseline / config`, so above 1 is always worse. `vmfair/off paired`: the \
+         median over rounds of each round's vmfair run against the off run just before \
+         it, the module's own cost with the least drift. `info` figures are not \
          compared.\n\n",
     );
     s.push_str(
-        "| benchmark | figure | unit | kind | stock | off | vmfair | off/stock | vmfair/stock |\n",
+        "| benchmark | figure | unit | kind | stock | off | vmfair | off/stock | vmfair/stock \
+         | vmfair/off paired |\n",
     );
-    s.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    s.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
     for r in rows {
         let dagger = if r.baseline.as_deref() == Some("off") {
             " †"
@@ -328,7 +349,7 @@ pub fn report_md(meta: &Meta, rows: &[Row], runs: &[RunRec]) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {}{dagger} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {}{dagger} | {} |",
             r.variant,
             r.metric,
             r.unit,
@@ -337,7 +358,8 @@ pub fn report_md(meta: &Meta, rows: &[Row], runs: &[RunRec]) -> String {
             cell(r.stats.get("off")),
             cell(r.stats.get("vmfair")),
             ratio_cell(r.off_ratio),
-            ratio_cell(r.vmfair_ratio)
+            ratio_cell(r.vmfair_ratio),
+            ratio_cell(r.paired)
         );
     }
     s.push_str("\n![ratios to stock](figure.svg)\n\n## Benchmarks\n\n");
@@ -637,6 +659,27 @@ mod tests {
         let (x, what) = worst(&rows).unwrap();
         assert!((x - 2.0).abs() < 1e-9);
         assert_eq!(what, "b: t");
+    }
+
+    #[test]
+    fn paired_ratio_is_per_round() {
+        let mut runs = vec![];
+        for (round, off, vmfair) in [(1, 10.0, 80.0), (2, 100.0, 110.0), (3, 50.0, 60.0)] {
+            for (c, v) in [("off", off), ("vmfair", vmfair)] {
+                let mut r = run("a", c, v);
+                r.round = round;
+                runs.push(r);
+            }
+        }
+        let t = &rows(&runs, &["a"])[0];
+        assert!(
+            (t.vmfair_ratio.unwrap() - 1.6).abs() < 1e-9,
+            "medians 80 / 50"
+        );
+        assert!(
+            (t.paired.unwrap() - 1.2).abs() < 1e-9,
+            "median of 8, 1.1, 1.2"
+        );
     }
 
     #[test]
