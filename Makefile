@@ -8,6 +8,7 @@
 #   make kunit      boot and run the module's KUnit suites
 #   make scenario SCENARIO=qemu-test/scenarios/x.toml
 #   make check      rustfmt, clippy, checkpatch.pl
+#   make overhead   what vmfair costs a host (benchmark), into results/overhead/
 #
 # Build cache: $VMFAIR_CACHE (default ~/.cache/vmfair).
 
@@ -29,6 +30,12 @@ test:
 .PHONY: bench
 bench:
 	$(XTASK) bench
+
+# What vmfair costs a host: benchmarks under stock, off and vmfair into
+# results/overhead/ (Documentation/vmfair/performance.rst).
+.PHONY: overhead
+overhead:
+	$(XTASK) overhead
 
 toolchain source patch config kernel module initramfs:
 	$(XTASK) $@

@@ -6,7 +6,10 @@ mod experiment;
 mod fairness;
 mod guest;
 mod kbuild;
+mod kselftest;
 mod kunit;
+mod overhead;
+mod overhead_report;
 mod qemu;
 mod scenario;
 mod selftest;
@@ -33,6 +36,8 @@ const USAGE: &str = "usage: cargo xtask <command>
   test               the full test suite; ends with 'N passed, N failed'
   demo               the main job: the study's experiment, short sweep, into results/demo/
   bench [--report]   the full sweep into results/bench/ (--report: redraw from its JSON)
+  overhead [--runs N] [--only V,…] [--no-stock] [--report]
+                     what vmfair costs a host, into results/overhead/; last line: worst ratio
   check              rustfmt, clippy, checkpatch.pl";
 
 fn main() {
@@ -148,6 +153,13 @@ fn real_main() -> Result<()> {
         }
         "demo" => demo(&ctx)?,
         "bench" => experiment::cmd(&ctx, rest)?,
+        "overhead" => {
+            // The worst ratio is the last line printed.
+            let last = overhead::cmd(&ctx, rest)?;
+            phase(&format!("{cmd} finished in {}s", t0.elapsed().as_secs()));
+            println!("{last}");
+            return Ok(());
+        }
         "check" => {
             let failed = selftest::check(&ctx)?;
             if failed > 0 {

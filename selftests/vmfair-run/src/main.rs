@@ -6,6 +6,7 @@
 //! vmfair-run vmm --name N --vcpus K --load busy|idle|bursty|bench [--io-threads M] [--nice X] [--mem-file PATH]
 //!                [--tick-hz H --burst-us U]
 //! vmfair-run host --name N --threads T [--nice X] [--mem-file PATH]
+//! vmfair-run overhead BENCH [--seconds S] [--attempts N] [--key value…]
 //! ```
 //!
 //! `scenario` runs a scenario (ARCHITECTURE.md §4) and prints the result as one line of JSON on
@@ -13,6 +14,8 @@
 //! marked invalid, 1 when it could not run the scenario, 2 on a usage error.
 //! `vmm` and `host` are the processes the runner starts; they run until SIGTERM, SIGINT or
 //! SIGUSR1 and exit 0, or 3 (vmm) when a vCPU saw a bad exit, 1 on a setup error.
+//! `overhead` runs one benchmark of `make overhead` and prints its figures as one line of JSON
+//! (`overhead.rs`).
 
 /// Prints one line on stderr with a single write, so that lines of the runner and of its VMM
 /// and host processes, which share the console, do not interleave.
@@ -30,6 +33,7 @@ mod host;
 mod knobs;
 mod kvm;
 mod layout;
+mod overhead;
 mod procfs;
 mod runner;
 mod status;
@@ -44,7 +48,10 @@ const USAGE: &str = "usage:
   vmfair-run knobs        (check vmfair's sysctls against a running VM)
   vmfair-run vmm --name N --vcpus K --load busy|idle|bursty|bench [--io-threads M] [--nice X]
                  [--mem-file PATH] [--tick-hz H --burst-us U]
-  vmfair-run host --name N --threads T [--nice X] [--mem-file PATH]";
+  vmfair-run host --name N --threads T [--nice X] [--mem-file PATH]
+  vmfair-run overhead pipe|fork|hackbench|wakeup|vmlife|forklat|kvmexit|rseq [--seconds S]
+                 [--attempts N] [--vm 1] [--groups G --fds F --loops L] [--vms V --workers W]
+                 [--path P] [--cgroup NAME] [--group-timeout-ms T]";
 
 /// `--key value` (or `--key=value`) options of a subcommand.
 pub struct Opts(BTreeMap<String, String>);
@@ -112,6 +119,20 @@ fn real_main() -> i32 {
             return match rest {
                 [] => knobs::main(),
                 _ => usage_error("knobs takes no arguments"),
+            }
+        }
+        "overhead" => {
+            return match rest.split_first() {
+                Some((bench, opts)) if overhead::BENCHES.contains(&bench.as_str()) => {
+                    match Opts::parse(opts, overhead::OPTIONS) {
+                        Ok(o) => overhead::main(bench, &o).unwrap_or_else(|e| {
+                            eprintln!("vmfair-run overhead: error: {e}");
+                            1
+                        }),
+                        Err(e) => usage_error(&e),
+                    }
+                }
+                _ => usage_error("overhead takes a benchmark name"),
             }
         }
         "vmm" => (

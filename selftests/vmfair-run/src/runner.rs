@@ -207,7 +207,7 @@ fn run_tool(argv: &[String]) -> Result<(), String> {
 }
 
 /// Mounts cgroup v2 if needed and enables the cpu controller for the root's children.
-fn cpu_controller() -> Result<(), String> {
+pub(crate) fn cpu_controller() -> Result<(), String> {
     let controllers = format!("{CGROUP_ROOT}/cgroup.controllers");
     if !Path::new(&controllers).exists() {
         sys::mount("cgroup2", CGROUP_ROOT)

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 //! Thin layer over the system calls that std does not offer: shared file mappings, signals,
-//! nice, sessions, cgroup placement before exec, mount. Every `unsafe` of the program outside
-//! `kvm.rs` is here.
+//! nice, sessions, cgroup placement before exec, mount, fork without exec. Every `unsafe` of
+//! the program outside `kvm.rs` is here.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -53,6 +53,31 @@ impl SharedMem {
             ptr: ptr.cast(),
             len,
             writable,
+        })
+    }
+
+    /// An anonymous shared mapping of `len` zeroed bytes: guest RAM that no other process
+    /// reads (the short-lived VMs of `vmfair-run overhead`).
+    pub fn anonymous(len: usize) -> io::Result<SharedMem> {
+        // SAFETY: a fresh anonymous mapping at an address of the kernel's choice; the result
+        // is checked.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(SharedMem {
+            ptr: ptr.cast(),
+            len,
+            writable: true,
         })
     }
 
@@ -297,6 +322,27 @@ pub fn spawn(argv: &[String], setup: ChildSetup) -> io::Result<Proc> {
         return Err(io::Error::from_raw_os_error(errno));
     }
     Ok(child)
+}
+
+/// Forks a child that runs `f` and ends with `_exit(f())`: no destructors, no atexit
+/// handlers, no unwinding into the parent's code. For the benchmarks of `vmfair-run
+/// overhead`, which fork plain processes (and VMMs) without exec.
+///
+/// Call it while the process has a single thread: a child of a multi-threaded process may
+/// only use async-signal-safe functions, and `f` may allocate.
+pub fn fork_call(f: impl FnOnce() -> i32) -> io::Result<Proc> {
+    // SAFETY: fork has no memory-safety preconditions; in the child, `f` runs on a copy of
+    // this (single-threaded, see above) process and the child never returns from here.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        let code = f();
+        // SAFETY: ends the child at once, as documented above.
+        unsafe { libc::_exit(code) };
+    }
+    Ok(Proc { pid })
 }
 
 impl Proc {

@@ -40,7 +40,7 @@ const CR0_ET: u64 = 1 << 4;
 const CR0_NE: u64 = 1 << 5;
 
 /// Flat 32-bit protected mode without paging, GDT and IDT from `guest.rs`.
-fn protected_mode_sregs(mut s: Sregs, idt_limit: u16) -> Sregs {
+pub(crate) fn protected_mode_sregs(mut s: Sregs, idt_limit: u16) -> Sregs {
     let code = Segment {
         base: 0,
         limit: 0xffff_ffff,
