@@ -6,11 +6,13 @@
 //! vmfair-run vmm --name N --vcpus K --load busy|idle|bursty|bench [--io-threads M] [--nice X] [--mem-file PATH]
 //!                [--tick-hz H --burst-us U]
 //! vmfair-run host --name N --threads T [--nice X] [--mem-file PATH]
+//! vmfair-run scale --vms N [--busy K] [--parallel P] [--warmup S] [--window S]
 //! ```
 //!
 //! `scenario` runs a scenario (ARCHITECTURE.md §4) and prints the result as one line of JSON on
 //! stdout, progress on stderr. It exits 0 when the run itself worked, even if the result is
 //! marked invalid, 1 when it could not run the scenario, 2 on a usage error.
+//! `scale` starts N VMs and measures vmfair with them (`scale.rs`).
 //! `vmm` and `host` are the processes the runner starts; they run until SIGTERM, SIGINT or
 //! SIGUSR1 and exit 0, or 3 (vmm) when a vCPU saw a bad exit, 1 on a setup error.
 
@@ -32,6 +34,7 @@ mod kvm;
 mod layout;
 mod procfs;
 mod runner;
+mod scale;
 mod status;
 mod sys;
 mod vmm;
@@ -44,7 +47,8 @@ const USAGE: &str = "usage:
   vmfair-run knobs        (check vmfair's sysctls against a running VM)
   vmfair-run vmm --name N --vcpus K --load busy|idle|bursty|bench [--io-threads M] [--nice X]
                  [--mem-file PATH] [--tick-hz H --burst-us U]
-  vmfair-run host --name N --threads T [--nice X] [--mem-file PATH]";
+  vmfair-run host --name N --threads T [--nice X] [--mem-file PATH]
+  vmfair-run scale --vms N [--busy K] [--parallel P] [--warmup S] [--window S]";
 
 /// `--key value` (or `--key=value`) options of a subcommand.
 pub struct Opts(BTreeMap<String, String>);
@@ -134,6 +138,7 @@ fn real_main() -> i32 {
             Opts::parse(rest, &["name", "threads", "nice", "mem-file"]),
             host::main,
         ),
+        "scale" => (Opts::parse(rest, scale::OPTIONS), scale::main),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             return 0;
