@@ -8,6 +8,7 @@
 #   make kunit      boot and run the module's KUnit suites
 #   make scenario SCENARIO=qemu-test/scenarios/x.toml
 #   make check      rustfmt, clippy, checkpatch.pl
+#   make scale      vmfair with 1 to 1024 concurrent VMs
 #
 # Build cache: $VMFAIR_CACHE (default ~/.cache/vmfair).
 
@@ -24,6 +25,11 @@ demo:
 
 test:
 	$(XTASK) test
+
+# vmfair with 1, 64, 256 and 1024 VMs into results/scale/ (Documentation/vmfair/scale.rst).
+.PHONY: scale
+scale:
+	$(XTASK) scale
 
 # The study's full sweep (qemu-test/experiments/bench.toml) into results/bench/.
 .PHONY: bench

@@ -8,6 +8,7 @@ mod guest;
 mod kbuild;
 mod kunit;
 mod qemu;
+mod scale;
 mod scenario;
 mod selftest;
 mod source;
@@ -33,6 +34,7 @@ const USAGE: &str = "usage: cargo xtask <command>
   test               the full test suite; ends with 'N passed, N failed'
   demo               the main job: the study's experiment, short sweep, into results/demo/
   bench [--report]   the full sweep into results/bench/ (--report: redraw from its JSON)
+  scale [--vms 1,64,…] [--busy K] [--report]  vmfair with 1 to 1024 VMs into results/scale/
   check              rustfmt, clippy, checkpatch.pl";
 
 fn main() {
@@ -148,6 +150,8 @@ fn real_main() -> Result<()> {
         }
         "demo" => demo(&ctx)?,
         "bench" => experiment::cmd(&ctx, rest)?,
+        // Exits here: the summary must stay the last line.
+        "scale" => std::process::exit(scale::cmd(&ctx, rest)?),
         "check" => {
             let failed = selftest::check(&ctx)?;
             if failed > 0 {
