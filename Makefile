@@ -9,6 +9,7 @@
 #   make scenario SCENARIO=qemu-test/scenarios/x.toml
 #   make check      rustfmt, clippy, checkpatch.pl
 #   make overhead   what vmfair costs a host (benchmark), into results/overhead/
+#   make scale      vmfair with 1 to 1024 concurrent VMs
 #
 # Build cache: $VMFAIR_CACHE (default ~/.cache/vmfair).
 
@@ -25,6 +26,11 @@ demo:
 
 test:
 	$(XTASK) test
+
+# vmfair with 1, 64, 256 and 1024 VMs into results/scale/ (Documentation/vmfair/scale.rst).
+.PHONY: scale
+scale:
+	$(XTASK) scale
 
 # The study's full sweep (qemu-test/experiments/bench.toml) into results/bench/.
 .PHONY: bench

@@ -11,6 +11,7 @@ mod kunit;
 mod overhead;
 mod overhead_report;
 mod qemu;
+mod scale;
 mod scenario;
 mod selftest;
 mod source;
@@ -38,6 +39,7 @@ const USAGE: &str = "usage: cargo xtask <command>
   bench [--report]   the full sweep into results/bench/ (--report: redraw from its JSON)
   overhead [--runs N] [--only V,…] [--no-stock] [--report]
                      what vmfair costs a host, into results/overhead/; last line: worst ratio
+  scale [--vms 1,64,…] [--busy K] [--report]  vmfair with 1 to 1024 VMs into results/scale/
   check              rustfmt, clippy, checkpatch.pl";
 
 fn main() {
@@ -160,6 +162,8 @@ fn real_main() -> Result<()> {
             println!("{last}");
             return Ok(());
         }
+        // Exits here: the summary must stay the last line.
+        "scale" => std::process::exit(scale::cmd(&ctx, rest)?),
         "check" => {
             let failed = selftest::check(&ctx)?;
             if failed > 0 {

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 //! Thin layer over the system calls that std does not offer: shared file mappings, signals,
-//! nice, sessions, cgroup placement before exec, mount, fork without exec. Every `unsafe` of
-//! the program outside `kvm.rs` is here.
+//! nice, sessions, cgroup placement before exec, mount, fork without exec, FIFOs. Every
+//! `unsafe` of the program outside `kvm.rs` is here.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -200,6 +200,16 @@ pub fn mount(fstype: &str, path: &str) -> io::Result<()> {
         )
     };
     if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Creates a FIFO (named pipe) at `path` with mode 0600.
+pub fn mkfifo(path: &str) -> io::Result<()> {
+    let p = CString::new(path).map_err(io::Error::other)?;
+    // SAFETY: a NUL-terminated string that outlives the call.
+    if unsafe { libc::mkfifo(p.as_ptr(), 0o600) } != 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
