@@ -76,6 +76,15 @@ pub const VARIANTS: &[Variant] = &[
                for 3 s beside 2 busy one-vCPU VMs; wake-up to running, p50 and p99",
     },
     Variant {
+        name: "wakeup-cgroup",
+        bench: "wakeup",
+        args: &["--seconds", "3", "--vms", "2", "--workers", "2", "--vm-cgroups", "1"],
+        est_s: 6.0,
+        what: "the same with each busy VM in a cpu cgroup of its own (libvirt style, one level \
+               below the root like a VM group; vmfair leaves it there): the baseline for \
+               wakeup under vmfair",
+    },
+    Variant {
         name: "vmlife",
         bench: "vmlife",
         args: &["--seconds", "3"],

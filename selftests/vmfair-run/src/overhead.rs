@@ -67,6 +67,7 @@ pub const OPTIONS: &[&str] = &[
     "spin-us",
     "path",
     "cgroup",
+    "vm-cgroups",
     "group-timeout-ms",
 ];
 

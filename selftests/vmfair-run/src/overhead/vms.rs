@@ -9,18 +9,26 @@ use super::*;
 struct BusyVms {
     dir: String,
     vms: Vec<(Proc, Status, u64)>,
+    /// The cpu cgroups the VMMs were placed in, one each (`--vm-cgroups 1`), removed on stop.
+    cgroups: Vec<String>,
 }
 
 impl BusyVms {
-    /// Starts `n` VMMs and waits until their vCPUs run (and, vmfair loaded, are grouped).
-    fn start(n: usize, env: &Env, run: &mut Run) -> Result<BusyVms, String> {
+    /// Starts `n` VMMs and waits until their vCPUs run (and, vmfair loaded, are grouped). With
+    /// `in_cgroups`, each VMM starts in a cpu cgroup of its own (`/vmfair-bg<i>`, libvirt style:
+    /// one level below the root, as a VM group), which vmfair leaves it in.
+    fn start(n: usize, in_cgroups: bool, env: &Env, run: &mut Run) -> Result<BusyVms, String> {
         let exe = std::env::current_exe().map_err(err("current_exe"))?;
         let dir = format!("/tmp/vmfair-overhead.{}", std::process::id());
         std::fs::create_dir_all(&dir).map_err(err(&dir))?;
         let mut me = BusyVms {
             dir: dir.clone(),
             vms: Vec::new(),
+            cgroups: Vec::new(),
         };
+        if in_cgroups {
+            crate::runner::cpu_controller()?;
+        }
         for i in 0..n {
             let path = format!("{dir}/bg{i}.mem");
             let (_f, mem) = map_state_file(&path, GUEST_MEM_SIZE + STATUS_SIZE, false)
@@ -43,7 +51,15 @@ impl BusyVms {
             .iter()
             .map(|s| s.to_string())
             .collect();
-            let p = sys::spawn(&argv, ChildSetup::default()).map_err(err("spawn vmm"))?;
+            let mut setup = ChildSetup::default();
+            if in_cgroups {
+                let cg = format!("/sys/fs/cgroup/vmfair-bg{i}");
+                let _ = std::fs::remove_dir(&cg);
+                std::fs::create_dir(&cg).map_err(err(&cg))?;
+                setup.cgroup_procs = Some(format!("{cg}/cgroup.procs"));
+                me.cgroups.push(cg);
+            }
+            let p = sys::spawn(&argv, setup).map_err(err("spawn vmm"))?;
             me.vms.push((p, status, 0));
         }
         let t0 = Instant::now();
@@ -90,6 +106,9 @@ impl BusyVms {
             }
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+        for cg in self.cgroups.drain(..) {
+            let _ = std::fs::remove_dir(&cg);
+        }
     }
 }
 
@@ -111,7 +130,8 @@ pub(super) fn wakeup(env: &Env) -> Result<Run, String> {
     }
     let mut run = Run::default();
     // VMMs first: they are started by fork + exec, which wants a single-threaded caller.
-    let mut vms = BusyVms::start(env.opts.num("vms", 2)?, env, &mut run)?;
+    let in_cgroups = env.opts.num::<u32>("vm-cgroups", 0)? != 0;
+    let mut vms = BusyVms::start(env.opts.num("vms", 2)?, in_cgroups, env, &mut run)?;
     let epoch = env.epoch;
     let mut wakers = Vec::new();
     let mut threads = Vec::new();
