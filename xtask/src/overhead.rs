@@ -78,11 +78,39 @@ pub const VARIANTS: &[Variant] = &[
     Variant {
         name: "wakeup-cgroup",
         bench: "wakeup",
-        args: &["--seconds", "3", "--vms", "2", "--workers", "2", "--vm-cgroups", "1"],
+        args: &[
+            "--seconds",
+            "3",
+            "--vms",
+            "2",
+            "--workers",
+            "2",
+            "--vm-cgroups",
+            "1",
+        ],
         est_s: 6.0,
         what: "the same with each busy VM in a cpu cgroup of its own (libvirt style, one level \
                below the root like a VM group; vmfair leaves it there): the baseline for \
                wakeup under vmfair",
+    },
+    Variant {
+        name: "wakeup-cgroup-smp",
+        bench: "wakeup",
+        args: &[
+            "--seconds",
+            "3",
+            "--vms",
+            "2",
+            "--workers",
+            "2",
+            "--vm-cgroups",
+            "1",
+            "--cgroup-mode",
+            "smp",
+        ],
+        est_s: 6.0,
+        what: "wakeup-cgroup with the cgroups' shares computed as a VM group's are \
+               (debugfs sched/cgroup_mode smp instead of the default concur)",
     },
     Variant {
         name: "vmlife",

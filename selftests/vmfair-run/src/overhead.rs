@@ -68,6 +68,7 @@ pub const OPTIONS: &[&str] = &[
     "path",
     "cgroup",
     "vm-cgroups",
+    "cgroup-mode",
     "group-timeout-ms",
 ];
 

@@ -120,6 +120,34 @@ impl Drop for BusyVms {
     }
 }
 
+/// The scheduler's group share mode for cgroups (`/sys/kernel/debug/sched/cgroup_mode`), set
+/// for the lifetime of the value and restored on drop.
+struct CgroupMode(String);
+
+impl CgroupMode {
+    const PATH: &'static str = "/sys/kernel/debug/sched/cgroup_mode";
+
+    fn set(mode: &str) -> Result<CgroupMode, String> {
+        let old = std::fs::read_to_string(Self::PATH).map_err(err(Self::PATH))?;
+        std::fs::write(Self::PATH, mode).map_err(err(Self::PATH))?;
+        let now = std::fs::read_to_string(Self::PATH).map_err(err(Self::PATH))?;
+        if now.trim() != mode {
+            return Err(format!(
+                "{}: wrote {mode}, reads {}",
+                Self::PATH,
+                now.trim()
+            ));
+        }
+        Ok(CgroupMode(old.trim().to_string()))
+    }
+}
+
+impl Drop for CgroupMode {
+    fn drop(&mut self) {
+        let _ = std::fs::write(Self::PATH, &self.0);
+    }
+}
+
 /// `wakeup`: wake-up latency of worker threads beside busy VMs.
 pub(super) fn wakeup(env: &Env) -> Result<Run, String> {
     let workers: usize = env.opts.num("workers", 2)?;
@@ -131,6 +159,11 @@ pub(super) fn wakeup(env: &Env) -> Result<Run, String> {
     let mut run = Run::default();
     // VMMs first: they are started by fork + exec, which wants a single-threaded caller.
     let in_cgroups = env.opts.num::<u32>("vm-cgroups", 0)? != 0;
+    // `--cgroup-mode M`: the group share computation of cgroups (debugfs), for this run only.
+    let _mode = match env.opts.get("cgroup-mode") {
+        Some(m) => Some(CgroupMode::set(m)?),
+        None => None,
+    };
     let mut vms = BusyVms::start(env.opts.num("vms", 2)?, in_cgroups, env, &mut run)?;
     let epoch = env.epoch;
     let mut wakers = Vec::new();
