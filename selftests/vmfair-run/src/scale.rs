@@ -702,8 +702,9 @@ impl Run {
                 "adopted_n": la.json(), "released_n": ur.json(),
             },
         });
-        // Below 64 VMs the snapshots' noise (some 100 KiB) is larger than what the groups cost.
-        self.check(n < 64 || (total > 0.0 && objects > 0.0), || {
+        // Below 256 VMs the snapshots' noise (some 100 KiB) is as large as what the groups cost
+        // (64 VMs: some 280 KiB, and one recording read -0.8 KiB of slab objects per VM).
+        self.check(n < 256 || (total > 0.0 && objects > 0.0), || {
             format!(
                 "kernel memory per VM group is {total:.0} bytes ({objects:.0} in slab objects): \
                  the measurement is broken"
