@@ -4,7 +4,7 @@
 //! An experiment file (`qemu-test/experiments/*.toml`) is expanded into
 //! scenario files (one per policy, dummy kind, dummy count and repetition;
 //! the solo run, 0 dummies, is shared by the dummy kinds), which run several
-//! per boot. Invalid results (ARCHITECTURE.md §5) are kept beside the others
+//! per boot. Invalid results (Documentation/vmfair/contract.rst) are kept beside the others
 //! as `<name>.invalid-<k>.json` and run again a bounded number of times. The
 //! outputs go to `results/<name>/`: the JSON of every run, `summary.json`,
 //! `report.md` (every point with the mean and spread of its repetitions, the
@@ -49,7 +49,7 @@ pub struct Experiment {
     /// QEMU's TCG mode: `multi` (one host thread per guest CPU, so a busy
     /// guest CPU runs at full speed whatever the others do) or `single`
     /// (one host thread shared by all guest CPUs); default: the pipeline's
-    /// choice for `guest_cpus` (ARCHITECTURE.md §5). `VMFAIR_TCG` overrides.
+    /// choice for `guest_cpus` (Documentation/vmfair/contract.rst). `VMFAIR_TCG` overrides.
     #[serde(default)]
     pub tcg: Option<String>,
     /// Sysctls written in every scenario (e.g. `"kernel.sched_schedstats"

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// QEMU's execution mode (see ARCHITECTURE.md §5).
+/// QEMU's execution mode (see Documentation/vmfair/contract.rst).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Mode {
     /// `-accel tcg` (multi-threaded TCG): clean with one guest CPU.

@@ -1,4 +1,4 @@
-//! `make scenario SCENARIO=file.toml`: the contract of ARCHITECTURE.md §4.
+//! `make scenario SCENARIO=file.toml`: the contract of Documentation/vmfair/contract.rst.
 //! Boots the test kernel, runs the scenario(s) in the guest with real KVM
 //! VMs, writes `results/<name>.json`, prints a table. Fails only when the
 //! run itself failed; it does not judge fairness.

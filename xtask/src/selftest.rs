@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// How many times a scenario test is run before an invalid (corrupted
-/// test bed) result counts as a failure; see ARCHITECTURE.md §5.
+/// test bed) result counts as a failure; see Documentation/vmfair/contract.rst.
 const SCENARIO_TRIES: u32 = 3;
 
 #[derive(Default)]

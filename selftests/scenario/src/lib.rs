@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-//! The vmfair scenario contract (ARCHITECTURE.md §4): the scenario file (TOML) and the result
+//! The vmfair scenario contract (Documentation/vmfair/contract.rst): the scenario file (TOML) and the result
 //! (one line of JSON) that the in-guest runner `vmfair-run` prints.
 //!
 //! The API is deliberately small:

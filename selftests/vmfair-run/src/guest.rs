@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 //! The L2 guest programs: 32-bit protected mode, flat segments, no paging (no guest page walk
-//! to go wrong in the nested set-up; §5 of ARCHITECTURE.md saw long-mode-free guests run).
+//! to go wrong in the nested set-up; long-mode-free guests ran on this test bed, see Documentation/vmfair/contract.rst).
 //!
 //! The code is assembled into this binary as data (never run on the host) and copied into guest
 //! RAM at `CODE_GPA`; it uses only relative jumps and calls and absolute guest addresses.

@@ -10,7 +10,7 @@
 //! vmfair-run scale --vms N [--busy K] [--parallel P] [--warmup S] [--window S]
 //! ```
 //!
-//! `scenario` runs a scenario (ARCHITECTURE.md §4) and prints the result as one line of JSON on
+//! `scenario` runs a scenario (Documentation/vmfair/contract.rst) and prints the result as one line of JSON on
 //! stdout, progress on stderr. It exits 0 when the run itself worked, even if the result is
 //! marked invalid, 1 when it could not run the scenario, 2 on a usage error.
 //! `scale` starts N VMs and measures vmfair with them (`scale.rs`).

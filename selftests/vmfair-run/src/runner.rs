@@ -5,7 +5,7 @@
 //! `[[host]]` instance (fork + exec of this binary), waits until every vCPU runs, warms up,
 //! measures over the window, stops everything and prints the result.
 //!
-//! Validation (ARCHITECTURE.md §5): every VMM checks every exit and reports bad ones in its
+//! Validation (Documentation/vmfair/contract.rst): every VMM checks every exit and reports bad ones in its
 //! status area; the runner also checks that counters only grow, that no vCPU burns CPU without
 //! progress, that no process dies or hangs, and the accounting identity (CPU time of all tasks
 //! plus idle time ≈ CPUs × window). Any failure marks the result invalid with a problem string.
