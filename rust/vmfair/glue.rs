@@ -112,33 +112,13 @@ pub(crate) fn process_stats(task: &Task) -> Result<ProcStats> {
     })
 }
 
-/// Scheduling policies of the fair class (`SCHED_NORMAL`, `SCHED_BATCH`, `SCHED_IDLE`).
-const FAIR_POLICIES: [u32; 3] = [
-    bindings::SCHED_NORMAL,
-    bindings::SCHED_BATCH,
-    bindings::SCHED_IDLE,
-];
-
 /// Sets the EEVDF slice of a fair-class thread to `slice_us` microseconds (0: kernel default),
 /// keeping its policy and nice value. Threads of other classes are left alone.
 pub(crate) fn set_slice(task: &Task, slice_us: u32) -> Result {
-    let p = task.as_ptr();
-    // SAFETY: `p` is a valid task; `policy` and `static_prio` are plain integers that only change
-    // through sched_setattr(), and a stale read only makes the call below restore a stale value.
-    let (policy, static_prio) = unsafe { ((*p).policy, (*p).static_prio) };
-    if !FAIR_POLICIES.contains(&policy) {
-        return Ok(());
-    }
-    let attr = bindings::sched_attr {
-        size: size_of::<bindings::sched_attr>() as u32,
-        sched_policy: policy,
-        // DEFAULT_PRIO is 120: static_prio 100..139 is nice -20..19.
-        sched_nice: static_prio - 120,
-        sched_runtime: u64::from(slice_us) * 1000,
-        ..Default::default()
-    };
-    // SAFETY: `p` is a valid task and `attr` a valid, initialised sched_attr.
-    to_result(unsafe { bindings::sched_setattr_nocheck(p, &attr) })
+    // SAFETY: `task` is valid for the call; process context without spinlocks.
+    to_result(unsafe {
+        bindings::sched_vmgroup_set_slice(task.as_ptr(), u64::from(slice_us) * 1000)
+    })
 }
 
 /// Whether the current task may change scheduling of other users' processes (`CAP_SYS_NICE`).
@@ -147,17 +127,82 @@ pub(crate) fn may_change_weights() -> bool {
     unsafe { bindings::capable(bindings::CAP_SYS_NICE as c_int) }
 }
 
-/// Whether process id `nr` is in use in the current task's pid namespace (a process or a
-/// thread).
+/// The initial pid namespace, whose numbers vmfair's interface uses.
+fn init_pid_ns() -> *mut bindings::pid_namespace {
+    // Taking the address of the static does not access it.
+    &raw mut bindings::init_pid_ns
+}
+
+/// The `struct pid` numbered `nr` in the initial pid namespace, compared by address only.
+fn global_pid(nr: i32) -> *const bindings::pid {
+    let _rcu = kernel::sync::rcu::read_lock();
+    // SAFETY: called under the RCU read lock, as find_pid_ns() requires; the result is only
+    // compared, never dereferenced, so it may go stale once the lock is dropped.
+    unsafe { bindings::find_pid_ns(nr, init_pid_ns()) }
+}
+
+/// Whether process id `nr` is in use in the initial pid namespace (a process or a thread).
+///
+/// vmfair names VMM processes by their pid in the initial namespace everywhere (`vm/<pid>`,
+/// `vms`, `vm_weight`), whatever namespace the VMM or the writer runs in.
 pub(crate) fn pid_exists(nr: i32) -> bool {
-    // SAFETY: FFI call without preconditions; it returns a counted reference or NULL.
-    let pid = unsafe { bindings::find_get_pid(nr) };
-    if pid.is_null() {
-        return false;
+    !global_pid(nr).is_null()
+}
+
+/// A process (thread group), held by its `struct pid` of type `PIDTYPE_TGID`.
+///
+/// Unlike the leader `task_struct`, this survives `exec()` from a non-leader thread (the thread
+/// takes over the leader's pid) and is never confused with a later process that reuses the
+/// number.
+///
+/// # Invariants
+///
+/// `self.0` is a `struct pid` on which this object holds one reference.
+pub(crate) struct ProcessId(NonNull<bindings::pid>);
+
+// SAFETY: `struct pid` is reference counted and the functions used here may be called from any
+// task.
+unsafe impl Send for ProcessId {}
+// SAFETY: `&ProcessId` only allows lookups, which take their own locks.
+unsafe impl Sync for ProcessId {}
+
+impl ProcessId {
+    /// The process that `task` belongs to; `ESRCH` if it has gone.
+    pub(crate) fn of(task: &Task) -> Result<Self> {
+        // SAFETY: `task` is valid for the call; get_task_pid() returns a counted reference or
+        // NULL.
+        let pid = unsafe { bindings::get_task_pid(task.as_ptr(), bindings::pid_type_PIDTYPE_TGID) };
+        // INVARIANT: the reference is ours.
+        NonNull::new(pid).map(Self).ok_or(ESRCH)
     }
-    // SAFETY: `pid` is the reference find_get_pid() took for us, dropped exactly once.
-    unsafe { bindings::put_pid(pid) };
-    true
+
+    /// The process's leader now, if the process still has threads.
+    pub(crate) fn leader(&self) -> Option<ARef<Task>> {
+        // SAFETY: `self.0` is a valid pid (type invariant); get_pid_task() returns a counted
+        // reference or NULL.
+        let t = unsafe { bindings::get_pid_task(self.0.as_ptr(), bindings::pid_type_PIDTYPE_TGID) };
+        // SAFETY: `Task` is a transparent wrapper of `task_struct`, and the reference
+        // get_pid_task() took is handed to the `ARef`.
+        NonNull::new(t).map(|t| unsafe { ARef::from_raw(t.cast::<Task>()) })
+    }
+
+    /// Whether `nr` names this process in the initial pid namespace now. False once the
+    /// process has been reaped, even if a new process got the number.
+    pub(crate) fn is_nr(&self, nr: i32) -> bool {
+        core::ptr::eq(global_pid(nr), self.0.as_ptr())
+    }
+
+    /// Whether both name the same process.
+    pub(crate) fn same(&self, other: &ProcessId) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Drop for ProcessId {
+    fn drop(&mut self) {
+        // SAFETY: we own one reference (type invariant) and give it back exactly once.
+        unsafe { bindings::put_pid(self.0.as_ptr()) };
+    }
 }
 
 /// Gives `task`'s process a new session autogroup, as `setsid()` does (for the KUnit suites).

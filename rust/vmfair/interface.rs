@@ -17,7 +17,9 @@
 //!   thread has fails with `ESRCH`, one that is not a VMM process with `EINVAL`.
 //!
 //! Per VM, `vm/<pid>/weight` (read-write) and `vm/<pid>/stats` (read-only), `<pid>` being the
-//! VMM's. Writes need `CAP_SYS_NICE` (else `EPERM`); bad input fails with `EINVAL`, an unknown pid
+//! VMM's. Every pid here is the process's number in the initial pid namespace, whichever
+//! namespace the VMM and the writer run in, so `vm/<pid>`, `vms` and `vm_weight` agree; a
+//! number names a VM only while it names the VMM process that created it. Writes need `CAP_SYS_NICE` (else `EPERM`); bad input fails with `EINVAL`, an unknown pid
 //! with `ESRCH`, and changes nothing.
 
 use crate::glue::{self, SysctlFile, SysctlTable, TextBuf, VmEvent, VmListener};
@@ -87,9 +89,15 @@ impl Core {
     /// Empties the registry, for unload: every VMM goes back to its own group, every VM group
     /// and per-VM directory goes away.
     pub(crate) fn release_all(&self) -> usize {
-        let vms = self.registry.lock().drain();
+        let mut vms = self.registry.lock().drain();
         let n = vms.len();
-        drop(vms); // outside the lock: unregistering a sysctl waits for its handlers
+        // Outside the lock: unregistering a sysctl waits for its handlers.
+        for vm in vms.iter_mut() {
+            if let Err(e) = vm.release() {
+                pr_warn!("VM process {} stays in its VM group: {:?}\n", vm.tgid(), e);
+            }
+        }
+        drop(vms);
         n
     }
 
@@ -121,7 +129,9 @@ impl Core {
             pr_debug!("VM process {} gone, group released\n", vm.tgid());
             drop(vm); // outside the lock, see release_all()
         }
-        if let Created::NewProcess(tgid) = created {
+        if let Created::NewProcess(tgid, stale) = created {
+            // The directory of a reaped process with the same number goes first.
+            drop(stale);
             let table = self.register_vm_sysctls(tgid)?;
             let mut reg = self.registry.lock();
             let back = reg.set_sysctl(tgid, table);

@@ -160,8 +160,10 @@ mod registry_tests {
     use crate::registry::{Created, Knobs, Registry};
     use kernel::prelude::*;
 
+    /// The thread's process id, from the kernel: `task_struct` fields are not read from Rust
+    /// (see `glue::set_slice`).
     fn tgid(s: &Sleeper) -> i32 {
-        s.task().tgid()
+        s.task().tgid_nr_ns(None)
     }
 
     #[test]
@@ -170,7 +172,7 @@ mod registry_tests {
         let pid = tgid(&t);
         let mut reg = Registry::new(Knobs::DEFAULT);
         let created = reg.vm_created(0x1000, pid, Some(t.task()))?;
-        assert!(matches!(created, Created::NewProcess(p) if p == pid));
+        assert!(matches!(created, Created::NewProcess(p, None) if p == pid));
         assert!(reg.in_group(pid, t.task()));
         assert_eq!(reg.len(), 1);
 
@@ -250,6 +252,52 @@ mod registry_tests {
         reg.set_knobs(k)?;
         assert_eq!(reg.info(pid)?.shares, 1024);
 
+        drop(reg.drain());
+        Ok(())
+    }
+
+    /// A VM whose class group cannot be made keeps its entry (and so gets its directory),
+    /// ungrouped, and is grouped on its next event.
+    #[test]
+    fn class_group_failure_keeps_vm() -> Result {
+        let t = Sleeper::new()?;
+        let pid = tgid(&t);
+        let mut knobs = Knobs::DEFAULT;
+        knobs.class_weight = 200;
+        let mut reg = Registry::new(knobs);
+        reg.fail_groups = 1;
+        let created = reg.vm_created(1, pid, Some(t.task()))?;
+        assert!(matches!(created, Created::NewProcess(p, None) if p == pid));
+        assert_eq!(reg.len(), 1);
+        assert!(!reg.in_group(pid, t.task()));
+        assert_eq!(reg.info(pid)?.shares, 0);
+        // The vCPU's first KVM_RUN retries, and succeeds.
+        reg.vcpu_thread(1, pid, None, 0, t.task())?;
+        assert!(reg.in_group(pid, t.task()));
+        assert_eq!(reg.info(pid)?.shares, 1024);
+        drop(reg.drain());
+        Ok(())
+    }
+
+    /// A VM group that cannot be made leaves the VM ungrouped until a knob write retries.
+    #[test]
+    fn group_failure_retried() -> Result {
+        let t = Sleeper::new()?;
+        let pid = tgid(&t);
+        let mut reg = Registry::new(Knobs::DEFAULT);
+        reg.fail_groups = 1;
+        reg.vm_created(1, pid, Some(t.task()))?;
+        assert!(!reg.in_group(pid, t.task()));
+        reg.set_weight(pid, 200)?;
+        assert!(reg.in_group(pid, t.task()));
+        assert_eq!(reg.info(pid)?.shares, 2048);
+        // A failure on a weight change keeps the old weight and the old group.
+        reg.fail_groups = 1;
+        let mut k = reg.knobs();
+        k.class_weight = 300;
+        assert_eq!(reg.set_knobs(k), Err(ENOMEM));
+        assert_eq!(reg.knobs().class_weight, 0);
+        assert!(reg.in_group(pid, t.task()));
         drop(reg.drain());
         Ok(())
     }

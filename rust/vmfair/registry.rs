@@ -8,8 +8,13 @@
 //! the policy (see [`crate::policy`]). The registry lives under one mutex; callers drop removed
 //! entries after releasing it, since dropping detaches the process and unregisters the entry's
 //! sysctl directory.
+//!
+//! A process is held by its `struct pid` ([`ProcessId`]), not by its leader thread: `exec()`
+//! from another thread replaces the leader, and a number can be reused once the process is
+//! reaped while its VM lives on (a child that inherited the VM's file descriptor keeps it). An
+//! entry answers to its number only while that number names its own process.
 
-use crate::glue::{self, ProcStats, SysctlTable, VmGroup};
+use crate::glue::{self, ProcStats, ProcessId, SysctlTable, VmGroup};
 use crate::policy::{self, ShareMode};
 use kernel::{prelude::*, sync::aref::ARef, task::Task};
 
@@ -47,8 +52,9 @@ struct Vcpu {
 
 /// One VMM process.
 pub(crate) struct Vm {
+    /// The process's number in the initial pid namespace, as in `vm/<tgid>`.
     tgid: i32,
-    vmm: ARef<Task>,
+    process: ProcessId,
     cookies: KVec<usize>,
     vcpus: KVec<Vcpu>,
     weight: Option<u32>,
@@ -62,20 +68,59 @@ impl Vm {
         self.tgid
     }
 
-    fn detach(&mut self) {
-        if self.group.is_some() {
-            // Fails only if the process is exiting; its signal_struct then drops the group.
-            let _ = glue::attach(&self.vmm, None);
-            self.group = None;
+    /// Takes the process out of its VM group, for unload; an error means a live process stays
+    /// in it (the group itself is the kernel's, so this is not unsafe, only untidy).
+    pub(crate) fn release(&mut self) -> Result {
+        self.detach()
+    }
+
+    /// Takes the process out of its VM group. The group reference goes in any case; an error
+    /// means a live process could not be moved.
+    fn detach(&mut self) -> Result {
+        if self.group.is_none() {
+            return Ok(());
+        }
+        let r = match attach_process(&self.process, None) {
+            // Exiting, or gone: its signal_struct drops the group.
+            Err(e) if e == ESRCH => Ok(()),
+            r => r,
+        };
+        self.group = None;
+        r
+    }
+
+    /// Gives the vCPU threads the kernel's default slice again.
+    fn restore_slices(&self) {
+        for vcpu in &self.vcpus {
+            // A thread that has exited refuses; nothing to restore then.
+            let _ = glue::set_slice(&vcpu.thread, 0);
         }
     }
 }
 
 impl Drop for Vm {
     fn drop(&mut self) {
-        self.detach();
+        if let Err(e) = self.detach() {
+            pr_warn!("VM process {}: cannot leave its VM group: {:?}\n", self.tgid, e);
+        }
         // `group` is gone; `sysctl` is unregistered when the fields drop.
     }
+}
+
+/// Moves every thread of `process` into `group` (or out of its VM group), through its leader.
+///
+/// `exec()` from a non-leader thread replaces the leader between the lookup and the attach,
+/// which then fails with `ESRCH` for the old one: look the leader up again, a bounded number of
+/// times. `ESRCH` in the end: the process is exiting or gone.
+fn attach_process(process: &ProcessId, group: Option<&VmGroup>) -> Result {
+    for _ in 0..3 {
+        let leader = process.leader().ok_or(ESRCH)?;
+        match glue::attach(&leader, group) {
+            Err(e) if e == ESRCH => continue,
+            r => return r,
+        }
+    }
+    Err(ESRCH)
 }
 
 /// A snapshot of one VM, for the interface.
@@ -98,8 +143,9 @@ pub(crate) struct VmInfo {
 
 /// What [`Registry::vm_created`] did.
 pub(crate) enum Created {
-    /// A new entry for this process: give it its sysctl directory.
-    NewProcess(i32),
+    /// A new entry for this process: give it its sysctl directory, after dropping (outside the
+    /// registry lock) the directory of an earlier process with the same number, if any.
+    NewProcess(i32, Option<SysctlTable>),
     /// The process was known already, or is gone.
     Nothing,
 }
@@ -109,6 +155,9 @@ pub(crate) struct Registry {
     knobs: Knobs,
     class: Option<VmGroup>,
     vms: KVec<Vm>,
+    /// Group creations to fail with `ENOMEM`, for the KUnit suites.
+    #[cfg(CONFIG_KUNIT)]
+    pub(crate) fail_groups: u32,
 }
 
 impl Registry {
@@ -118,6 +167,8 @@ impl Registry {
             knobs,
             class: None,
             vms: KVec::new(),
+            #[cfg(CONFIG_KUNIT)]
+            fail_groups: 0,
         }
     }
 
@@ -131,8 +182,26 @@ impl Registry {
         self.vms.len()
     }
 
+    /// The entry that `tgid` names now: not one whose process has gone, even if its number
+    /// has been reused.
     fn index_of_tgid(&self, tgid: i32) -> Option<usize> {
-        self.vms.iter().position(|v| v.tgid == tgid)
+        self.vms
+            .iter()
+            .position(|v| v.tgid == tgid && v.process.is_nr(tgid))
+    }
+
+    fn index_of_process(&self, process: &ProcessId) -> Option<usize> {
+        self.vms.iter().position(|v| v.process.same(process))
+    }
+
+    /// A new VM group, nested in the class group if `nested` and there is one.
+    fn new_group(&mut self, nested: bool) -> Result<VmGroup> {
+        #[cfg(CONFIG_KUNIT)]
+        if self.fail_groups > 0 {
+            self.fail_groups -= 1;
+            return Err(ENOMEM);
+        }
+        VmGroup::new(if nested { self.class.as_ref() } else { None })
     }
 
     fn index_of_cookie(&self, vm: usize) -> Option<usize> {
@@ -151,7 +220,7 @@ impl Registry {
             return Ok(());
         }
         if self.class.is_none() {
-            self.class = Some(VmGroup::new(None)?);
+            self.class = Some(self.new_group(false)?);
         }
         if let Some(class) = &self.class {
             class.set_shares(policy::weight_to_shares(u64::from(self.knobs.class_weight)))?;
@@ -162,13 +231,13 @@ impl Registry {
     /// Puts VM `i` into a fresh VM group (replacing its current one) with the right shares.
     fn regroup(&mut self, i: usize) -> Result {
         let shares = self.shares_of(&self.vms[i]);
-        let group = VmGroup::new(self.class.as_ref())?;
+        let group = self.new_group(true)?;
         // A new task group starts at nice-0 shares, the default weight's: skip the per-CPU
         // update for the common case.
         if shares != policy::NICE_0_SHARES {
             group.set_shares(shares)?;
         }
-        glue::attach(&self.vms[i].vmm, Some(&group))?;
+        attach_process(&self.vms[i].process, Some(&group))?;
         // Dropping the old group after the attach keeps the process grouped throughout.
         self.vms[i].group = Some(group);
         Ok(())
@@ -177,8 +246,7 @@ impl Registry {
     /// Brings VM `i`'s group and shares in line with the knobs.
     fn apply(&mut self, i: usize) -> Result {
         if !self.knobs.enabled {
-            self.vms[i].detach();
-            return Ok(());
+            return self.vms[i].detach();
         }
         match &self.vms[i].group {
             None => self.regroup(i),
@@ -194,28 +262,45 @@ impl Registry {
         }
     }
 
+    /// Groups VM `i` if it should be and is not (an earlier attempt failed); a failure leaves
+    /// it ungrouped, to be retried on its next event or knob write.
+    fn group_if_needed(&mut self, i: usize) {
+        if !self.knobs.enabled || self.vms[i].group.is_some() {
+            return;
+        }
+        if let Err(e) = self.ensure_class().and_then(|()| self.apply(i)) {
+            pr_warn!("cannot group VM of process {}: {:?}\n", self.vms[i].tgid, e);
+            let _ = self.vms[i].detach();
+        }
+    }
+
     /// A VM was created by process `tgid` (`vmm`, `None` if it is already gone).
+    ///
+    /// On error nothing changed. A process that cannot be grouped keeps its entry (the VM
+    /// exists, and gets its directory) until a later event or knob write groups it.
     pub(crate) fn vm_created(
         &mut self,
         vm: usize,
         tgid: i32,
         vmm: Option<&Task>,
     ) -> Result<Created> {
-        if let Some(i) = self.index_of_tgid(tgid) {
-            if !self.vms[i].cookies.contains(&vm) {
-                self.vms[i].cookies.push(vm, GFP_KERNEL)?;
-            }
-            return Ok(Created::Nothing);
-        }
         let Some(vmm) = vmm else {
             return Ok(Created::Nothing);
         };
+        let process = ProcessId::of(vmm)?;
+        if let Some(i) = self.index_of_process(&process) {
+            if !self.vms[i].cookies.contains(&vm) {
+                self.vms[i].cookies.push(vm, GFP_KERNEL)?;
+            }
+            self.group_if_needed(i);
+            return Ok(Created::Nothing);
+        }
         let mut cookies = KVec::new();
         cookies.push(vm, GFP_KERNEL)?;
         self.vms.push(
             Vm {
                 tgid,
-                vmm: vmm.into(),
+                process,
                 cookies,
                 vcpus: KVec::new(),
                 weight: None,
@@ -225,15 +310,14 @@ impl Registry {
             GFP_KERNEL,
         )?;
         let i = self.vms.len() - 1;
-        if self.knobs.enabled {
-            self.ensure_class()?;
+        // An earlier process with this number has been reaped while a VM of it lives on: it
+        // can no longer be named, and its directory's name is this process's now.
+        let mut stale = None;
+        for old in self.vms[..i].iter_mut().filter(|v| v.tgid == tgid) {
+            stale = old.sysctl.take().or(stale);
         }
-        if let Err(e) = self.apply(i) {
-            // Keep the entry (the VM exists) but ungrouped; a later knob write retries.
-            pr_warn!("cannot group VM of process {}: {:?}\n", tgid, e);
-            self.vms[i].detach();
-        }
-        Ok(Created::NewProcess(tgid))
+        self.group_if_needed(i);
+        Ok(Created::NewProcess(tgid, stale))
     }
 
     /// Gives the entry of `tgid` its sysctl directory.
@@ -264,6 +348,7 @@ impl Registry {
         let Some(i) = self.index_of_cookie(vm) else {
             return Ok(created);
         };
+        self.group_if_needed(i);
         let before = self.vms[i].vcpus.len();
         match self.vms[i].vcpus.iter_mut().find(|v| v.id == vcpu_id) {
             Some(v) => v.thread = thread.into(),
@@ -296,8 +381,14 @@ impl Registry {
         self.vms.remove(i).ok()
     }
 
-    /// Removes every entry, for unload. Drop the result after releasing the registry lock.
+    /// Removes every entry, for unload: vCPU threads get the default slice back. Call
+    /// [`Vm::release`] on each after releasing the registry lock, then drop it.
     pub(crate) fn drain(&mut self) -> KVec<Vm> {
+        if self.knobs.vcpu_slice_us != 0 {
+            for vm in &self.vms {
+                vm.restore_slices();
+            }
+        }
         self.class = None;
         core::mem::take(&mut self.vms)
     }
@@ -384,7 +475,8 @@ impl Registry {
     /// CPU use of the VM run by process `tgid`.
     pub(crate) fn stats(&self, tgid: i32) -> Result<ProcStats> {
         let i = self.index_of_tgid(tgid).ok_or(ESRCH)?;
-        glue::process_stats(&self.vms[i].vmm)
+        let leader = self.vms[i].process.leader().ok_or(ESRCH)?;
+        glue::process_stats(&leader)
     }
 
     /// Whether `task` runs in the VM group of process `tgid` (for the KUnit suites).
