@@ -101,7 +101,11 @@ impl Vm {
 impl Drop for Vm {
     fn drop(&mut self) {
         if let Err(e) = self.detach() {
-            pr_warn!("VM process {}: cannot leave its VM group: {:?}\n", self.tgid, e);
+            pr_warn!(
+                "VM process {}: cannot leave its VM group: {:?}\n",
+                self.tgid,
+                e
+            );
         }
         // `group` is gone; `sysctl` is unregistered when the fields drop.
     }
@@ -465,10 +469,13 @@ impl Registry {
         }
     }
 
-    /// Snapshots of all VMs, in registration order, for `f`.
+    /// Snapshots of all VMs that their number names, in registration order, for `f`. A VM
+    /// whose VMM has been reaped (a child keeps it alive) is left out: it cannot be addressed.
     pub(crate) fn for_each(&self, mut f: impl FnMut(&VmInfo)) {
-        for i in 0..self.vms.len() {
-            f(&self.info_at(i));
+        for (i, vm) in self.vms.iter().enumerate() {
+            if vm.process.is_nr(vm.tgid) {
+                f(&self.info_at(i));
+            }
         }
     }
 
