@@ -10,23 +10,24 @@
 use crate::layout::{GUEST_MEM_SIZE, STATUS_SIZE};
 use crate::status::map_state_file;
 use crate::sys::{self, ChildSetup};
+use crate::{hostile, identity};
 use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-const ROOT: &str = "/proc/sys/kernel/vmfair";
+pub(crate) const ROOT: &str = "/proc/sys/kernel/vmfair";
 /// `CAP_SYS_NICE` (include/uapi/linux/capability.h).
 const CAP_SYS_NICE: u32 = 23;
 
-struct Tally {
+pub(crate) struct Tally {
     failed: u32,
     /// Replacements that keep check names stable from run to run (pids).
     subst: Vec<(String, String)>,
 }
 
 impl Tally {
-    fn check(&mut self, name: &str, ok: bool, detail: &str) {
+    pub(crate) fn check(&mut self, name: &str, ok: bool, detail: &str) {
         let mut name = name.to_string();
         for (from, to) in &self.subst {
             name = name.replace(from, to);
@@ -40,12 +41,12 @@ impl Tally {
     }
 }
 
-fn read(path: &str) -> String {
+pub(crate) fn read(path: &str) -> String {
     fs::read_to_string(path).unwrap_or_else(|e| format!("<{e}>"))
 }
 
 /// Writes `value` in one write(2), as `echo` does; the errno on failure.
-fn write(path: &str, value: &str) -> Result<(), i32> {
+pub(crate) fn write(path: &str, value: &str) -> Result<(), i32> {
     let mut f = fs::OpenOptions::new()
         .write(true)
         .open(path)
@@ -54,7 +55,7 @@ fn write(path: &str, value: &str) -> Result<(), i32> {
         .map_err(|e| e.raw_os_error().unwrap_or(0))
 }
 
-fn errno_name(e: i32) -> String {
+pub(crate) fn errno_name(e: i32) -> String {
     match e {
         libc::EINVAL => "EINVAL".into(),
         libc::ESRCH => "ESRCH".into(),
@@ -234,6 +235,7 @@ fn run() -> Result<u32, String> {
         },
         &format!("{vm_dir} still there 10 s after the VMM exited"),
     );
+    identity::checks(&mut t, &exe.to_string_lossy());
     if loaded_here {
         let _ = sys::spawn(
             &["/sbin/rmmod".to_string(), "vmfair".to_string()],
@@ -342,4 +344,5 @@ fn checks(t: &mut Tally, pid: u32, nobody: u32) {
             }
         }
     }
+    hostile::checks(t, pid, watch);
 }

@@ -4,7 +4,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::sync::Arc;
 
 const KVMIO: libc::c_ulong = 0xAE;
@@ -214,6 +214,12 @@ pub struct Cpuid(Vec<u32>);
 pub struct Vm {
     fd: File,
     run_size: usize,
+}
+
+impl AsRawFd for Vm {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
 }
 
 impl Vm {

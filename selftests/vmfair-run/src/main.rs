@@ -32,6 +32,8 @@ macro_rules! say {
 mod bench;
 mod guest;
 mod host;
+mod hostile;
+mod identity;
 mod knobs;
 mod kvm;
 mod layout;
