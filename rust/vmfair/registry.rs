@@ -431,10 +431,16 @@ impl Registry {
             self.ensure_class()?;
         }
         for i in 0..self.vms.len() {
-            if regroup_all && self.knobs.enabled {
-                self.regroup(i)?;
+            let r = if regroup_all && self.knobs.enabled {
+                self.regroup(i)
             } else {
-                self.apply(i)?;
+                self.apply(i)
+            };
+            match r {
+                // The VMM is exiting: its VM's destruction removes the entry. One exiting
+                // VMM must not fail (and roll back) a knob write for all the others.
+                Err(e) if e == ESRCH => {}
+                r => r?,
             }
             if old.vcpu_slice_us != self.knobs.vcpu_slice_us {
                 self.apply_slice(i);
