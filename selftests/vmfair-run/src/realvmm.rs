@@ -597,8 +597,18 @@ fn run() -> Result<u32, String> {
         &format!("{b0:?} -> {b1:?} in {wall:?}"),
     );
 
-    // More reads: the pool starts further workers, inside the VM group.
-    for round in 0..4 {
+    // More reads: the pool starts further workers, inside the VM group. It starts one only
+    // when no worker idles at the moment of a request, so keep going (at most 12 rounds)
+    // until every QEMU has shown a worker that did not exist before modprobe.
+    let new_worker = |seen: &[BTreeMap<u32, String>]| {
+        seen.iter()
+            .zip(&early_workers)
+            .all(|(m, early)| m.iter().any(|(t, c)| c == "worker" && !early.contains(t)))
+    };
+    for round in 0..12 {
+        if round >= 4 && new_worker(&seen) {
+            break;
+        }
         if round % 2 == 0 {
             for q in &mut qemus {
                 q.kick_io()?;
