@@ -11,6 +11,7 @@ mod kunit;
 mod overhead;
 mod overhead_report;
 mod qemu;
+mod realvmm;
 mod scale;
 mod scenario;
 mod selftest;
@@ -32,6 +33,7 @@ const USAGE: &str = "usage: cargo xtask <command>
   module             build the kernel, then the vmfair module
   initramfs          build everything the guest needs
   boot [STEP…]       boot the guest with a plan (default: info kunit)
+  qemu               the real-VMM test alone: vmfair against QEMU -accel kvm in the guest
   scenario FILE…     run scenarios in the guest, write results/<name>.json
   judge FILE…        judge results/<name>.json of scenarios against their entitlement
   test               the full test suite; ends with 'N passed, N failed'
@@ -137,6 +139,22 @@ fn real_main() -> Result<()> {
             println!("{}", out.verdict());
             if !out.ok() {
                 bail!("the guest run failed");
+            }
+        }
+        "qemu" => {
+            let (built, base) = build_all(&ctx)?;
+            let checks = realvmm::test(&ctx, &built, &base);
+            let failed = checks.iter().filter(|c| !c.1).count();
+            for (name, ok, detail) in &checks {
+                if *ok {
+                    println!("ok     {name}");
+                } else {
+                    println!("FAILED {name}: {detail}");
+                }
+            }
+            println!("{} passed, {failed} failed", checks.len() - failed);
+            if failed > 0 {
+                bail!("{failed} real-VMM check(s) failed");
             }
         }
         "scenario" => {

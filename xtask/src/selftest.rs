@@ -8,7 +8,7 @@ use crate::kbuild::{self, Built, Inputs};
 use crate::qemu::{self, Boot};
 use crate::scenario;
 use crate::util::{self, info, phase, Ctx};
-use crate::{fairness, guest, kunit, toolchain};
+use crate::{fairness, guest, kunit, realvmm, toolchain};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -686,6 +686,9 @@ pub fn run(ctx: &Ctx) -> Result<u32> {
     match (built.as_ref().ok(), guest_ready.flatten()) {
         (Some(b), Some(base)) => {
             guest_boot(ctx, b, &base, &mut t);
+            for (name, ok, detail) in realvmm::test(ctx, b, &base) {
+                t.check(&name, ok, &detail);
+            }
             scenario_smoke(ctx, b, &base, &mut t);
             fairness_scenarios(ctx, b, &base, &mut t);
             panic_run(ctx, b, &base, &mut t);

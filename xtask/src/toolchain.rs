@@ -36,6 +36,15 @@ pub const DEB_PACKAGES: &[(&str, &str)] = &[
         "QEMU 7.2 with TCG to boot the test kernel",
     ),
     ("busybox-static", "the guest's userland"),
+    (
+        "seabios",
+        "bios-256k.bin for the QEMU inside the guest (real-VMM test)",
+    ),
+    (
+        "qemu-system-data",
+        "multiboot and VAPIC option ROMs for the QEMU inside the guest",
+    ),
+    ("binutils", "as and ld for the real-VMM test's payload"),
 ];
 
 fn installed(pkg: &str) -> bool {

@@ -7,12 +7,14 @@
 //!                [--tick-hz H --burst-us U]
 //! vmfair-run host --name N --threads T [--nice X] [--mem-file PATH]
 //! vmfair-run overhead BENCH [--seconds S] [--attempts N] [--key value…]
+//! vmfair-run qemu
 //! vmfair-run scale --vms N [--busy K] [--parallel P] [--warmup S] [--window S]
 //! ```
 //!
 //! `scenario` runs a scenario (Documentation/vmfair/contract.rst) and prints the result as one line of JSON on
 //! stdout, progress on stderr. It exits 0 when the run itself worked, even if the result is
 //! marked invalid, 1 when it could not run the scenario, 2 on a usage error.
+//! `qemu` checks vmfair against Debian's QEMU with `-accel kvm` (`realvmm.rs`).
 //! `scale` starts N VMs and measures vmfair with them (`scale.rs`).
 //! `vmm` and `host` are the processes the runner starts; they run until SIGTERM, SIGINT or
 //! SIGUSR1 and exit 0, or 3 (vmm) when a vCPU saw a bad exit, 1 on a setup error.
@@ -39,6 +41,7 @@ mod kvm;
 mod layout;
 mod overhead;
 mod procfs;
+mod realvmm;
 mod runner;
 mod scale;
 mod status;
@@ -51,6 +54,7 @@ use std::str::FromStr;
 const USAGE: &str = "usage:
   vmfair-run scenario FILE.toml
   vmfair-run knobs        (check vmfair's sysctls against a running VM)
+  vmfair-run qemu         (check vmfair against real QEMUs with -accel kvm)
   vmfair-run vmm --name N --vcpus K --load busy|idle|bursty|bench [--io-threads M] [--nice X]
                  [--mem-file PATH] [--tick-hz H --burst-us U]
   vmfair-run host --name N --threads T [--nice X] [--mem-file PATH]
@@ -125,6 +129,12 @@ fn real_main() -> i32 {
             return match rest {
                 [] => knobs::main(),
                 _ => usage_error("knobs takes no arguments"),
+            }
+        }
+        "qemu" => {
+            return match rest {
+                [] => realvmm::main(),
+                _ => usage_error("qemu takes no arguments"),
             }
         }
         "overhead" => {

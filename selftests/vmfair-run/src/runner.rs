@@ -177,7 +177,7 @@ fn write_file(path: &str, value: &str) -> Result<(), String> {
 }
 
 /// `modprobe vmfair`, with modprobe found on PATH.
-fn modprobe_argv() -> Vec<String> {
+pub(crate) fn modprobe_argv() -> Vec<String> {
     let path = std::env::var("PATH").unwrap_or_else(|_| "/sbin:/bin:/usr/sbin:/usr/bin".into());
     let exe = path
         .split(':')
@@ -188,14 +188,14 @@ fn modprobe_argv() -> Vec<String> {
 }
 
 /// `rmmod vmfair`, with rmmod found on PATH.
-fn rmmod_argv() -> Vec<String> {
+pub(crate) fn rmmod_argv() -> Vec<String> {
     let mut argv = modprobe_argv();
     argv[0] = argv[0].replace("modprobe", "rmmod");
     argv
 }
 
 /// Runs a tool to completion; Err names it and how it ended.
-fn run_tool(argv: &[String]) -> Result<(), String> {
+pub(crate) fn run_tool(argv: &[String]) -> Result<(), String> {
     let st = sys::spawn(argv, ChildSetup::default())
         .and_then(|mut p| p.wait())
         .map_err(|e| format!("cannot run {}: {e}", argv.join(" ")))?;
