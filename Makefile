@@ -10,6 +10,8 @@
 #   make check      rustfmt, clippy, checkpatch.pl
 #   make overhead   what vmfair costs a host (benchmark), into results/overhead/
 #   make scale      vmfair with 1 to 1024 concurrent VMs
+#   make debug-kernel  the debug kernel (kconfig/debug.config) beside the normal one
+#   make stress     vmfair under concurrent load on the debug kernel (MINUTES=10)
 #
 # Build cache: $VMFAIR_CACHE (default ~/.cache/vmfair).
 
@@ -31,6 +33,16 @@ test:
 .PHONY: scale
 scale:
 	$(XTASK) scale
+
+# The debug kernel and module, and vmfair under load on it into results/stress/
+# (Documentation/vmfair/robustness.rst). MINUTES=30 for a longer run.
+MINUTES ?= 10
+.PHONY: debug-kernel stress
+debug-kernel:
+	$(XTASK) debug-kernel
+
+stress:
+	$(XTASK) stress --minutes $(MINUTES)
 
 # The study's full sweep (qemu-test/experiments/bench.toml) into results/bench/.
 .PHONY: bench

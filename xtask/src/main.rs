@@ -16,6 +16,7 @@ mod scale;
 mod scenario;
 mod selftest;
 mod source;
+mod stress;
 mod toolchain;
 mod util;
 
@@ -42,6 +43,9 @@ const USAGE: &str = "usage: cargo xtask <command>
   overhead [--runs N] [--only V,…] [--no-stock] [--report]
                      what vmfair costs a host, into results/overhead/; last line: worst ratio
   scale [--vms 1,64,…] [--busy K] [--report]  vmfair with 1 to 1024 VMs into results/scale/
+  debug-kernel       build the debug kernel (kconfig/debug.config) and the module for it
+  stress [--minutes N] [--seed X] [--fail-percent P] [--report]
+                     vmfair under concurrent load on the debug kernel; last line: the verdict
   check              rustfmt, clippy, checkpatch.pl";
 
 fn main() {
@@ -182,6 +186,12 @@ fn real_main() -> Result<()> {
         }
         // Exits here: the summary must stay the last line.
         "scale" => std::process::exit(scale::cmd(&ctx, rest)?),
+        "debug-kernel" => {
+            let (b, _) = stress::build(&ctx)?;
+            info(&format!("{} ({})", b.bzimage.display(), b.release));
+        }
+        // Exits here: the verdict must stay the last line.
+        "stress" => std::process::exit(stress::cmd(&ctx, rest)?),
         "check" => {
             let failed = selftest::check(&ctx)?;
             if failed > 0 {

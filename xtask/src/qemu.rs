@@ -164,6 +164,11 @@ pub fn cmdline() -> String {
 
 impl Boot<'_> {
     pub fn run(&self, ctx: &Ctx) -> Result<Outcome> {
+        self.run_with(ctx, "")
+    }
+
+    /// [`Boot::run`] with `extra` appended to the kernel command line.
+    pub fn run_with(&self, ctx: &Ctx, extra: &str) -> Result<Outcome> {
         let dir = ctx.cache.join("runs").join(&self.name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
@@ -214,7 +219,7 @@ impl Boot<'_> {
         .arg("-initrd")
         .arg(&initrd)
         .arg("-append")
-        .arg(cmdline())
+        .arg(format!("{} {extra}", cmdline()).trim_end())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

@@ -9,6 +9,7 @@
 //! vmfair-run overhead BENCH [--seconds S] [--attempts N] [--key value…]
 //! vmfair-run qemu
 //! vmfair-run scale --vms N [--busy K] [--parallel P] [--warmup S] [--window S]
+//! vmfair-run stress [--minutes M | --seconds S] [--seed X] [--fail-percent P]
 //! ```
 //!
 //! `scenario` runs a scenario (Documentation/vmfair/contract.rst) and prints the result as one line of JSON on
@@ -16,6 +17,8 @@
 //! marked invalid, 1 when it could not run the scenario, 2 on a usage error.
 //! `qemu` checks vmfair against Debian's QEMU with `-accel kvm` (`realvmm.rs`).
 //! `scale` starts N VMs and measures vmfair with them (`scale.rs`).
+//! `stress` runs concurrent workloads against vmfair on a debug kernel, then checks for
+//! reports and leaks (`stress/`).
 //! `vmm` and `host` are the processes the runner starts; they run until SIGTERM, SIGINT or
 //! SIGUSR1 and exit 0, or 3 (vmm) when a vCPU saw a bad exit, 1 on a setup error.
 //! `overhead` runs one benchmark of `make overhead` and prints its figures as one line of JSON
@@ -45,6 +48,7 @@ mod realvmm;
 mod runner;
 mod scale;
 mod status;
+mod stress;
 mod sys;
 mod vmm;
 
@@ -61,7 +65,8 @@ const USAGE: &str = "usage:
   vmfair-run overhead pipe|fork|hackbench|wakeup|vmlife|forklat|kvmexit|rseq [--seconds S]
                  [--attempts N] [--vm 1] [--groups G --fds F --loops L] [--vms V --workers W]
                  [--path P] [--cgroup NAME] [--group-timeout-ms T]
-  vmfair-run scale --vms N [--busy K] [--parallel P] [--warmup S] [--window S]";
+  vmfair-run scale --vms N [--busy K] [--parallel P] [--warmup S] [--window S]
+  vmfair-run stress [--minutes M | --seconds S] [--seed X] [--fail-percent P]";
 
 /// `--key value` (or `--key=value`) options of a subcommand.
 pub struct Opts(BTreeMap<String, String>);
@@ -172,6 +177,7 @@ fn real_main() -> i32 {
             host::main,
         ),
         "scale" => (Opts::parse(rest, scale::OPTIONS), scale::main),
+        "stress" => (Opts::parse(rest, stress::OPTIONS), stress::main),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             return 0;
