@@ -10,6 +10,7 @@ mod kselftest;
 mod kunit;
 mod overhead;
 mod overhead_report;
+mod peers;
 mod qemu;
 mod scale;
 mod scenario;
@@ -40,6 +41,8 @@ const USAGE: &str = "usage: cargo xtask <command>
   overhead [--runs N] [--only V,…] [--no-stock] [--report]
                      what vmfair costs a host, into results/overhead/; last line: worst ratio
   scale [--vms 1,64,…] [--busy K] [--report]  vmfair with 1 to 1024 VMs into results/scale/
+  peers [--tests T,…] [--timeout S] [--passes off,vmfair] [-v]
+                     the kernel's KVM and cgroup cpu selftests without and with vmfair
   check              rustfmt, clippy, checkpatch.pl";
 
 fn main() {
@@ -164,6 +167,11 @@ fn real_main() -> Result<()> {
         }
         // Exits here: the summary must stay the last line.
         "scale" => std::process::exit(scale::cmd(&ctx, rest)?),
+        "peers" => {
+            let failed = peers::cmd(&ctx, rest)?;
+            phase(&format!("{cmd} finished in {}s", t0.elapsed().as_secs()));
+            std::process::exit(i32::from(failed > 0));
+        }
         "check" => {
             let failed = selftest::check(&ctx)?;
             if failed > 0 {

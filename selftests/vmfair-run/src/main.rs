@@ -8,12 +8,14 @@
 //! vmfair-run host --name N --threads T [--nice X] [--mem-file PATH]
 //! vmfair-run overhead BENCH [--seconds S] [--attempts N] [--key value…]
 //! vmfair-run scale --vms N [--busy K] [--parallel P] [--warmup S] [--window S]
+//! vmfair-run peers --list FILE [--log-dir DIR]
 //! ```
 //!
 //! `scenario` runs a scenario (Documentation/vmfair/contract.rst) and prints the result as one line of JSON on
 //! stdout, progress on stderr. It exits 0 when the run itself worked, even if the result is
 //! marked invalid, 1 when it could not run the scenario, 2 on a usage error.
 //! `scale` starts N VMs and measures vmfair with them (`scale.rs`).
+//! `peers` runs the kernel's own KVM and cgroup selftests from a list (`peers.rs`).
 //! `vmm` and `host` are the processes the runner starts; they run until SIGTERM, SIGINT or
 //! SIGUSR1 and exit 0, or 3 (vmm) when a vCPU saw a bad exit, 1 on a setup error.
 //! `overhead` runs one benchmark of `make overhead` and prints its figures as one line of JSON
@@ -36,6 +38,7 @@ mod knobs;
 mod kvm;
 mod layout;
 mod overhead;
+mod peers;
 mod procfs;
 mod runner;
 mod scale;
@@ -55,7 +58,8 @@ const USAGE: &str = "usage:
   vmfair-run overhead pipe|fork|hackbench|wakeup|vmlife|forklat|kvmexit|rseq [--seconds S]
                  [--attempts N] [--vm 1] [--groups G --fds F --loops L] [--vms V --workers W]
                  [--path P] [--cgroup NAME] [--group-timeout-ms T]
-  vmfair-run scale --vms N [--busy K] [--parallel P] [--warmup S] [--window S]";
+  vmfair-run scale --vms N [--busy K] [--parallel P] [--warmup S] [--window S]
+  vmfair-run peers --list FILE [--log-dir DIR]   (the kernel's own selftests)";
 
 /// `--key value` (or `--key=value`) options of a subcommand.
 pub struct Opts(BTreeMap<String, String>);
@@ -160,6 +164,7 @@ fn real_main() -> i32 {
             host::main,
         ),
         "scale" => (Opts::parse(rest, scale::OPTIONS), scale::main),
+        "peers" => (Opts::parse(rest, peers::OPTIONS), peers::main),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             return 0;
