@@ -10,6 +10,7 @@
 #   make check      rustfmt, clippy, checkpatch.pl
 #   make overhead   what vmfair costs a host (benchmark), into results/overhead/
 #   make scale      vmfair with 1 to 1024 concurrent VMs
+#   make peers      the kernel's slow KVM/cgroup selftests, without and with vmfair
 #
 # Build cache: $VMFAIR_CACHE (default ~/.cache/vmfair).
 
@@ -36,6 +37,12 @@ scale:
 .PHONY: bench
 bench:
 	$(XTASK) bench
+
+# The kernel's slow KVM and cgroup cpu selftests without and with vmfair
+# (the quick ones run in make test; Documentation/vmfair/peer-suites.rst).
+.PHONY: peers
+peers:
+	$(XTASK) peers --slow
 
 # What vmfair costs a host: benchmarks under stock, off and vmfair into
 # results/overhead/ (Documentation/vmfair/performance.rst).

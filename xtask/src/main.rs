@@ -41,7 +41,7 @@ const USAGE: &str = "usage: cargo xtask <command>
   overhead [--runs N] [--only V,…] [--no-stock] [--report]
                      what vmfair costs a host, into results/overhead/; last line: worst ratio
   scale [--vms 1,64,…] [--busy K] [--report]  vmfair with 1 to 1024 VMs into results/scale/
-  peers [--tests T,…] [--timeout S] [--passes off,vmfair] [-v]
+  peers [--slow] [--tests T,…] [--timeout S] [--passes off,vmfair] [-v]
                      the kernel's KVM and cgroup cpu selftests without and with vmfair
   check              rustfmt, clippy, checkpatch.pl";
 

@@ -543,7 +543,8 @@ fn fairness_scenarios(ctx: &Ctx, built: &Built, base: &Path, t: &mut Tally) {
 /// The kernel's own KVM and cgroup cpu selftests, without and with vmfair,
 /// in a boot of their own (xtask/src/peers.rs).
 fn peer_suites(ctx: &Ctx, built: &Built, base: &Path, t: &mut Tally) {
-    let list: Vec<&peers::Peer> = peers::PEERS.iter().collect();
+    let all = peers::peers();
+    let list: Vec<&peers::Peer> = all.iter().collect();
     match peers::run_boot(ctx, built, base, &list, &["off", "vmfair"], "test-peers") {
         Err(e) => t.check("peers: the boot ran both passes", false, &format!("{e:#}")),
         Ok(p) => {
