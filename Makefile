@@ -12,6 +12,7 @@
 #   make scale      vmfair with 1 to 1024 concurrent VMs
 #   make debug-kernel  the debug kernel (kconfig/debug.config) beside the normal one
 #   make stress     vmfair under concurrent load on the debug kernel (MINUTES=10)
+#   make peers      the kernel's slow KVM/cgroup selftests, without and with vmfair
 #
 # Build cache: $VMFAIR_CACHE (default ~/.cache/vmfair).
 
@@ -48,6 +49,12 @@ stress:
 .PHONY: bench
 bench:
 	$(XTASK) bench
+
+# The kernel's slow KVM and cgroup cpu selftests without and with vmfair
+# (the quick ones run in make test; Documentation/vmfair/peer-suites.rst).
+.PHONY: peers
+peers:
+	$(XTASK) peers --slow
 
 # What vmfair costs a host: benchmarks under stock, off and vmfair into
 # results/overhead/ (Documentation/vmfair/performance.rst).

@@ -10,6 +10,7 @@ mod kselftest;
 mod kunit;
 mod overhead;
 mod overhead_report;
+mod peers;
 mod qemu;
 mod realvmm;
 mod scale;
@@ -46,6 +47,8 @@ const USAGE: &str = "usage: cargo xtask <command>
   debug-kernel       build the debug kernel (kconfig/debug.config) and the module for it
   stress [--minutes N] [--seed X] [--fail-percent P] [--report]
                      vmfair under concurrent load on the debug kernel; last line: the verdict
+  peers [--slow] [--tests T,…] [--timeout S] [--passes off,vmfair] [-v]
+                     the kernel's KVM and cgroup cpu selftests without and with vmfair
   check              rustfmt, clippy, checkpatch.pl";
 
 fn main() {
@@ -192,6 +195,11 @@ fn real_main() -> Result<()> {
         }
         // Exits here: the verdict must stay the last line.
         "stress" => std::process::exit(stress::cmd(&ctx, rest)?),
+        "peers" => {
+            let failed = peers::cmd(&ctx, rest)?;
+            phase(&format!("{cmd} finished in {}s", t0.elapsed().as_secs()));
+            std::process::exit(i32::from(failed > 0));
+        }
         "check" => {
             let failed = selftest::check(&ctx)?;
             if failed > 0 {

@@ -178,6 +178,20 @@ impl Boot<'_> {
         let plan = dir.join("plan");
         util::write(&plan, self.plan.join("\n") + "\n")?;
         spec.file("/vmfair/plan", &plan, 0o644);
+        // Parent directories of the files, each once, before them.
+        let mut dirs = std::collections::BTreeSet::new();
+        for (g, _) in &self.files {
+            let mut d = Path::new(g).parent();
+            while let Some(p) =
+                d.filter(|p| !matches!(p.to_str(), Some("/" | "/vmfair" | "/vmfair/scenarios")))
+            {
+                dirs.insert(p.to_string_lossy().into_owned());
+                d = p.parent();
+            }
+        }
+        for d in &dirs {
+            spec.dir(d);
+        }
         for (g, h) in &self.files {
             spec.file(g, h, 0o644);
         }

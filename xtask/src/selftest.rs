@@ -8,7 +8,7 @@ use crate::kbuild::{self, Built, Inputs};
 use crate::qemu::{self, Boot};
 use crate::scenario;
 use crate::util::{self, info, phase, Ctx};
-use crate::{fairness, guest, kunit, realvmm, toolchain};
+use crate::{fairness, guest, kunit, peers, realvmm, toolchain};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -540,6 +540,23 @@ fn fairness_scenarios(ctx: &Ctx, built: &Built, base: &Path, t: &mut Tally) {
     );
 }
 
+/// The kernel's own KVM and cgroup cpu selftests, without and with vmfair,
+/// in a boot of their own (xtask/src/peers.rs).
+fn peer_suites(ctx: &Ctx, built: &Built, base: &Path, t: &mut Tally) {
+    let all = peers::peers();
+    let list: Vec<&peers::Peer> = all.iter().collect();
+    match peers::run_boot(ctx, built, base, &list, &["off", "vmfair"], "test-peers") {
+        Err(e) => t.check("peers: the boot ran both passes", false, &format!("{e:#}")),
+        Ok(p) => {
+            let names: Vec<String> = list.iter().map(|x| peers::name_of(x.target)).collect();
+            print!("{}", peers::table(&p, &names));
+            for (name, ok, detail) in peers::checks(&p, &list) {
+                t.check(&name, ok, &detail);
+            }
+        }
+    }
+}
+
 /// A guest that panics must fail the run within the timeout and show it.
 fn panic_run(ctx: &Ctx, built: &Built, base: &Path, t: &mut Tally) {
     let name = "pipeline: a guest panic fails the run within the timeout and shows the panic";
@@ -691,6 +708,7 @@ pub fn run(ctx: &Ctx) -> Result<u32> {
             }
             scenario_smoke(ctx, b, &base, &mut t);
             fairness_scenarios(ctx, b, &base, &mut t);
+            peer_suites(ctx, b, &base, &mut t);
             panic_run(ctx, b, &base, &mut t);
         }
         _ => t.check("guest tests", false, "not run: the build failed"),

@@ -10,6 +10,7 @@
 //! vmfair-run qemu
 //! vmfair-run scale --vms N [--busy K] [--parallel P] [--warmup S] [--window S]
 //! vmfair-run stress [--minutes M | --seconds S] [--seed X] [--fail-percent P]
+//! vmfair-run peers --list FILE [--log-dir DIR]
 //! ```
 //!
 //! `scenario` runs a scenario (Documentation/vmfair/contract.rst) and prints the result as one line of JSON on
@@ -19,6 +20,7 @@
 //! `scale` starts N VMs and measures vmfair with them (`scale.rs`).
 //! `stress` runs concurrent workloads against vmfair on a debug kernel, then checks for
 //! reports and leaks (`stress/`).
+//! `peers` runs the kernel's own KVM and cgroup selftests from a list (`peers.rs`).
 //! `vmm` and `host` are the processes the runner starts; they run until SIGTERM, SIGINT or
 //! SIGUSR1 and exit 0, or 3 (vmm) when a vCPU saw a bad exit, 1 on a setup error.
 //! `overhead` runs one benchmark of `make overhead` and prints its figures as one line of JSON
@@ -43,6 +45,7 @@ mod knobs;
 mod kvm;
 mod layout;
 mod overhead;
+mod peers;
 mod procfs;
 mod realvmm;
 mod runner;
@@ -66,7 +69,8 @@ const USAGE: &str = "usage:
                  [--attempts N] [--vm 1] [--groups G --fds F --loops L] [--vms V --workers W]
                  [--path P] [--cgroup NAME] [--group-timeout-ms T]
   vmfair-run scale --vms N [--busy K] [--parallel P] [--warmup S] [--window S]
-  vmfair-run stress [--minutes M | --seconds S] [--seed X] [--fail-percent P]";
+  vmfair-run stress [--minutes M | --seconds S] [--seed X] [--fail-percent P]
+  vmfair-run peers --list FILE [--log-dir DIR]   (the kernel's own selftests)";
 
 /// `--key value` (or `--key=value`) options of a subcommand.
 pub struct Opts(BTreeMap<String, String>);
@@ -178,6 +182,7 @@ fn real_main() -> i32 {
         ),
         "scale" => (Opts::parse(rest, scale::OPTIONS), scale::main),
         "stress" => (Opts::parse(rest, stress::OPTIONS), stress::main),
+        "peers" => (Opts::parse(rest, peers::OPTIONS), peers::main),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");
             return 0;
