@@ -94,8 +94,9 @@ fn threads(pid: u32) -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// Whether every thread of `pid` is in a VM group.
-fn all_in_vm_group(pid: u32) -> bool {
+/// Whether the process has threads and every one of them is (`inside`) or is not in a VM
+/// group.
+fn every_thread(pid: u32, inside: bool) -> bool {
     let Ok(g) = procfs::sched_groups() else {
         return false;
     };
@@ -104,22 +105,18 @@ fn all_in_vm_group(pid: u32) -> bool {
         && ts.iter().all(|t| {
             g.of_thread
                 .get(t)
-                .is_some_and(|p| p.starts_with("/vmgroup-"))
+                .is_some_and(|p| p.starts_with("/vmgroup-") == inside)
         })
+}
+
+/// Whether every thread of `pid` is in a VM group.
+fn all_in_vm_group(pid: u32) -> bool {
+    every_thread(pid, true)
 }
 
 /// Whether no thread of `pid` is in a VM group (and the process has threads).
 fn none_in_vm_group(pid: u32) -> bool {
-    let Ok(g) = procfs::sched_groups() else {
-        return false;
-    };
-    let ts = threads(pid);
-    !ts.is_empty()
-        && ts.iter().all(|t| {
-            g.of_thread
-                .get(t)
-                .is_some_and(|p| !p.starts_with("/vmgroup-"))
-        })
+    every_thread(pid, false)
 }
 
 /// The `vms` line of `pid`.
