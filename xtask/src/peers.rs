@@ -101,7 +101,6 @@ const X86: &[&str] = &[
     "x86/tsc_msrs_test",
     "x86/userspace_io_test",
     "x86/userspace_msr_exit_test",
-    "x86/xapic_ipi_test",
     "x86/xcr0_cpuid_test",
     // SKIP here (need VMX, SEV, TSC scaling): the skip path, compared too.
     "x86/vmx_preemption_timer_test",
