@@ -15,7 +15,7 @@
 
 use crate::kbuild::Built;
 use crate::kselftest::{self, Suite};
-use crate::qemu::{self, Boot, Outcome};
+use crate::qemu::{Boot, Outcome};
 use crate::util::{info, phase, Ctx};
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
@@ -453,19 +453,11 @@ pub fn checks(p: &Passes, peers: &[&Peer]) -> Vec<Check> {
         p.vmfair_tail == "loaded=yes rmmod=ok",
         p.vmfair_tail.clone(),
     ));
-    let dmesg = o
-        .block("dmesg", "all")
-        .map(|b| b.payload.clone())
-        .unwrap_or_default();
-    let warns = qemu::kernel_warnings(&dmesg);
+    let (clean, detail) = o.dmesg_clean();
     v.push((
         "peers: no kernel warnings in the peers boot".into(),
-        !dmesg.is_empty() && warns.is_empty(),
-        if dmesg.is_empty() {
-            "no dmesg record".into()
-        } else {
-            warns.join("\n")
-        },
+        clean,
+        detail,
     ));
     v
 }

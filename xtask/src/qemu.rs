@@ -88,6 +88,19 @@ impl Outcome {
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
+    /// Whether the plan's `dmesg` step recorded a kernel log without any
+    /// [`kernel_warnings`]; the detail names the warnings, or the missing record.
+    pub fn dmesg_clean(&self) -> (bool, String) {
+        let Some(b) = self.block("dmesg", "all") else {
+            return (false, "no dmesg record".into());
+        };
+        if b.payload.is_empty() {
+            return (false, "no dmesg record".into());
+        }
+        let warns = kernel_warnings(&b.payload);
+        (warns.is_empty(), warns.join("\n"))
+    }
+
     /// A guest that ended normally with rc 0.
     pub fn ok(&self) -> bool {
         self.done == Some(0)
@@ -325,6 +338,34 @@ impl Boot<'_> {
 }
 
 /// Kernel warnings in a log: lines that a clean run must not have.
+/// The `ok NAME` / `FAIL NAME: detail` lines of a guest check program
+/// (`vmfair-run knobs`, `vmfair-run qemu`) as checks named `PREFIX: NAME`;
+/// the second value is a failure detail when the lines do not account for
+/// the exit status `rc` (no line at all, or a non-zero exit without a FAIL).
+pub fn check_lines(
+    prefix: &str,
+    payload: &str,
+    rc: Option<i32>,
+) -> (Vec<(String, bool, String)>, Option<String>) {
+    let mut v = Vec::new();
+    let mut failed = 0;
+    for line in payload.lines() {
+        if let Some(name) = line.strip_prefix("ok ") {
+            v.push((format!("{prefix}: {name}"), true, String::new()));
+        } else if let Some(rest) = line.strip_prefix("FAIL ") {
+            let (name, detail) = rest.split_once(": ").unwrap_or((rest, ""));
+            v.push((format!("{prefix}: {name}"), false, detail.to_string()));
+            failed += 1;
+        }
+    }
+    let ran = if v.is_empty() || (rc != Some(0) && failed == 0) {
+        Some(format!("rc={rc:?}, {} checks: {payload}", v.len()))
+    } else {
+        None
+    };
+    (v, ran)
+}
+
 pub fn kernel_warnings(log: &str) -> Vec<String> {
     const BAD: &[&str] = &[
         "WARNING:",
@@ -348,6 +389,18 @@ pub fn kernel_warnings(log: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guest_lines() {
+        let (v, ran) = check_lines("qemu", "# note\nok a\nFAIL b: why\n", Some(1));
+        assert_eq!(v.len(), 2);
+        assert!(v[0].1 && !v[1].1);
+        assert_eq!(v[1].2, "why");
+        assert!(ran.is_none());
+        // A failure the lines do not show, or no lines at all, is a failure of its own.
+        assert!(check_lines("qemu", "ok a\n", Some(1)).1.is_some());
+        assert!(check_lines("qemu", "", Some(0)).1.is_some());
+    }
 
     #[test]
     fn channel_blocks_and_done() {

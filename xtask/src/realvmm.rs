@@ -227,7 +227,7 @@ fn boot_once(ctx: &Ctx, b: &Built, initrd: &Path) -> Vec<Check> {
             format!("no record; {}", run.verdict()),
         )),
         Some(blk) => {
-            let (lines, ran) = parse_lines(&blk.payload, blk.rc);
+            let (lines, ran) = qemu::check_lines("qemu", &blk.payload, blk.rc);
             for l in blk.payload.lines().filter(|l| l.starts_with("# ")) {
                 info(&format!("qemu: {}", &l[2..]));
             }
@@ -237,43 +237,13 @@ fn boot_once(ctx: &Ctx, b: &Built, initrd: &Path) -> Vec<Check> {
             }
         }
     }
-    let dmesg = run
-        .block("dmesg", "all")
-        .map(|b| b.payload.clone())
-        .unwrap_or_default();
-    let warns = qemu::kernel_warnings(&dmesg);
+    let (clean, detail) = run.dmesg_clean();
     out.push((
         "qemu: no kernel warnings in the real-VMM boot".into(),
-        !dmesg.is_empty() && warns.is_empty(),
-        if dmesg.is_empty() {
-            "no dmesg record".into()
-        } else {
-            warns.join("\n")
-        },
+        clean,
+        detail,
     ));
     out
-}
-
-/// `ok NAME` / `FAIL NAME: detail` lines as checks; the second value is a
-/// failure detail when the lines do not account for the exit status.
-fn parse_lines(payload: &str, rc: Option<i32>) -> (Vec<Check>, Option<String>) {
-    let mut v = Vec::new();
-    let mut failed = 0;
-    for line in payload.lines() {
-        if let Some(name) = line.strip_prefix("ok ") {
-            v.push((format!("qemu: {name}"), true, String::new()));
-        } else if let Some(rest) = line.strip_prefix("FAIL ") {
-            let (name, detail) = rest.split_once(": ").unwrap_or((rest, ""));
-            v.push((format!("qemu: {name}"), false, detail.to_string()));
-            failed += 1;
-        }
-    }
-    let ran = if v.is_empty() || (rc != Some(0) && failed == 0) {
-        Some(format!("rc={rc:?}, {} checks: {payload}", v.len()))
-    } else {
-        None
-    };
-    (v, ran)
 }
 
 #[cfg(test)]
@@ -295,17 +265,5 @@ mod tests {
                 "/lib64/ld-linux-x86-64.so.2"
             ]
         );
-    }
-
-    #[test]
-    fn guest_lines() {
-        let (v, ran) = parse_lines("# note\nok a\nFAIL b: why\n", Some(1));
-        assert_eq!(v.len(), 2);
-        assert!(v[0].1 && !v[1].1);
-        assert_eq!(v[1].2, "why");
-        assert!(ran.is_none());
-        // A failure the lines do not show, or no lines at all, is a failure of its own.
-        assert!(parse_lines("ok a\n", Some(1)).1.is_some());
-        assert!(parse_lines("", Some(0)).1.is_some());
     }
 }

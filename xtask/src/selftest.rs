@@ -277,42 +277,18 @@ fn guest_boot(ctx: &Ctx, built: &Built, base: &Path, t: &mut Tally) {
     match out.block("knobs", "vmfair") {
         None => t.check("knobs: vmfair-run knobs ran", false, "no record"),
         Some(b) => {
-            let (mut seen, mut failed) = (0, 0);
-            for line in b.payload.lines() {
-                if let Some(name) = line.strip_prefix("ok ") {
-                    t.check(&format!("knobs: {name}"), true, "");
-                    seen += 1;
-                } else if let Some(rest) = line.strip_prefix("FAIL ") {
-                    let (name, detail) = rest.split_once(": ").unwrap_or((rest, ""));
-                    t.check(&format!("knobs: {name}"), false, detail);
-                    seen += 1;
-                    failed += 1;
-                }
-            }
             // A non-zero exit must be explained by a FAIL line.
-            if seen == 0 || (b.rc != Some(0) && failed == 0) {
-                t.check(
-                    "knobs: vmfair-run knobs ran",
-                    false,
-                    &format!("rc={:?}, {seen} checks: {}", b.rc, b.payload),
-                );
+            let (lines, ran) = qemu::check_lines("knobs", &b.payload, b.rc);
+            for (name, ok, detail) in lines {
+                t.check(&name, ok, &detail);
+            }
+            if let Some(detail) = ran {
+                t.check("knobs: vmfair-run knobs ran", false, &detail);
             }
         }
     }
-    let dmesg = out
-        .block("dmesg", "all")
-        .map(|b| b.payload.clone())
-        .unwrap_or_default();
-    let warns = qemu::kernel_warnings(&dmesg);
-    t.check(
-        "guest: no kernel warnings",
-        !dmesg.is_empty() && warns.is_empty(),
-        &if dmesg.is_empty() {
-            "no dmesg record".to_string()
-        } else {
-            warns.join("\n")
-        },
-    );
+    let (clean, detail) = out.dmesg_clean();
+    t.check("guest: no kernel warnings", clean, &detail);
 }
 
 /// Scenario smoke tests: every VM and host group got CPU and did work.

@@ -10,12 +10,12 @@
 //!   its pid in the initial namespace, whoever writes.
 //! - `vcpu_slice_us` reaches the vCPU threads, and unload gives them the default slice back.
 
-use crate::knobs::{errno_name, read, write, Tally, ROOT};
+use crate::knobs::{errno_name, idle_vmm, load, read, unload, write, Tally, ROOT};
 use crate::kvm::Kvm;
 use crate::layout::{GUEST_MEM_SIZE, STATUS_SIZE};
 use crate::procfs;
 use crate::status::map_state_file;
-use crate::sys::{self, ChildSetup, Proc};
+use crate::sys::{self, Proc};
 use std::fs;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
@@ -57,22 +57,6 @@ fn recv(fd: RawFd) -> Option<u32> {
 fn send(fd: RawFd, v: u32) {
     // SAFETY: writes 4 bytes from a u32.
     unsafe { libc::write(fd, (&v as *const u32).cast(), 4) };
-}
-
-fn modprobe(args: &[&str]) -> bool {
-    let argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    sys::spawn(&argv, ChildSetup::default())
-        .and_then(|mut p| p.wait())
-        .map(|e| e.success())
-        .unwrap_or(false)
-}
-
-fn load() -> bool {
-    Path::new("/sys/module/vmfair").exists() || modprobe(&["/sbin/modprobe", "vmfair"])
-}
-
-fn unload() -> bool {
-    !Path::new("/sys/module/vmfair").exists() || modprobe(&["/sbin/rmmod", "vmfair"])
 }
 
 /// The scheduler group of thread `tid`, as `/sys/kernel/debug/sched/debug` names it.
@@ -175,25 +159,7 @@ fn slices(t: &mut Tally, exe: &str) {
         t.check("slices: state file", false, &state);
         return;
     };
-    let argv: Vec<String> = [
-        exe,
-        "vmm",
-        "--name",
-        "slices",
-        "--vcpus",
-        "2",
-        "--load",
-        "idle",
-        "--tick-hz",
-        "25",
-        "--burst-us",
-        "20",
-        "--mem-file",
-        &state,
-    ]
-    .map(String::from)
-    .into();
-    let mut vmm = match sys::spawn(&argv, ChildSetup::default()) {
+    let mut vmm = match idle_vmm(exe, "slices", 2, &state) {
         Ok(p) => p,
         Err(e) => {
             t.check("slices: VMM starts", false, &e.to_string());

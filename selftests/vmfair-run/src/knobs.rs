@@ -103,6 +103,50 @@ fn accepted(t: &mut Tally, file: &str, value: &str, readback: &str, expect: &str
     );
 }
 
+/// Runs `modprobe` or `rmmod` (`args`); whether it succeeded.
+fn modprobe(args: &[&str]) -> bool {
+    let argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    sys::spawn(&argv, ChildSetup::default())
+        .and_then(|mut p| p.wait())
+        .map(|e| e.success())
+        .unwrap_or(false)
+}
+
+/// Loads vmfair unless it is loaded; whether it is loaded now.
+pub(crate) fn load() -> bool {
+    Path::new("/sys/module/vmfair").exists() || modprobe(&["/sbin/modprobe", "vmfair"])
+}
+
+/// Unloads vmfair if it is loaded; whether it is unloaded now.
+pub(crate) fn unload() -> bool {
+    !Path::new("/sys/module/vmfair").exists() || modprobe(&["/sbin/rmmod", "vmfair"])
+}
+
+/// Starts `exe vmm` named `name` with `vcpus` idle vCPUs ticking at 25 Hz, its state in the
+/// mapped file `state`.
+pub(crate) fn idle_vmm(exe: &str, name: &str, vcpus: u32, state: &str) -> io::Result<sys::Proc> {
+    let vcpus = vcpus.to_string();
+    let argv: Vec<String> = [
+        exe,
+        "vmm",
+        "--name",
+        name,
+        "--vcpus",
+        &vcpus,
+        "--load",
+        "idle",
+        "--tick-hz",
+        "25",
+        "--burst-us",
+        "20",
+        "--mem-file",
+        state,
+    ]
+    .map(String::from)
+    .into();
+    sys::spawn(&argv, ChildSetup::default())
+}
+
 /// A pid no task has: the highest pids are not handed out this early after boot.
 fn unused_pid() -> u32 {
     let max: u32 = read("/proc/sys/kernel/pid_max")
@@ -165,40 +209,15 @@ fn run() -> Result<u32, String> {
         subst: Vec::new(),
     };
     let loaded_here = !Path::new("/sys/module/vmfair").exists();
-    if loaded_here {
-        let st = sys::spawn(
-            &["/sbin/modprobe".to_string(), "vmfair".to_string()],
-            ChildSetup::default(),
-        )
-        .and_then(|mut p| p.wait())
-        .map_err(|e| format!("modprobe: {e}"))?;
-        if !st.success() {
-            return Err(format!("modprobe vmfair: {st}"));
-        }
+    if !load() {
+        return Err("modprobe vmfair failed".into());
     }
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let exe = exe.to_string_lossy();
     let state = format!("/tmp/vmfair-knobs.{}.mem", std::process::id());
     let (_f, _mem) = map_state_file(&state, GUEST_MEM_SIZE + STATUS_SIZE, false)
         .map_err(|e| format!("{state}: {e}"))?;
-    let argv: Vec<String> = [
-        exe.to_string_lossy().as_ref(),
-        "vmm",
-        "--name",
-        "knobs",
-        "--vcpus",
-        "1",
-        "--load",
-        "idle",
-        "--tick-hz",
-        "25",
-        "--burst-us",
-        "20",
-        "--mem-file",
-        &state,
-    ]
-    .map(String::from)
-    .into();
-    let mut vmm = sys::spawn(&argv, ChildSetup::default()).map_err(|e| format!("vmm: {e}"))?;
+    let mut vmm = idle_vmm(&exe, "knobs", 1, &state).map_err(|e| format!("vmm: {e}"))?;
     let pid = vmm.id();
     let vm_dir = format!("{ROOT}/vm/{pid}");
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -235,13 +254,9 @@ fn run() -> Result<u32, String> {
         },
         &format!("{vm_dir} still there 10 s after the VMM exited"),
     );
-    identity::checks(&mut t, &exe.to_string_lossy());
+    identity::checks(&mut t, &exe);
     if loaded_here {
-        let _ = sys::spawn(
-            &["/sbin/rmmod".to_string(), "vmfair".to_string()],
-            ChildSetup::default(),
-        )
-        .and_then(|mut p| p.wait());
+        unload();
     }
     Ok(t.failed)
 }

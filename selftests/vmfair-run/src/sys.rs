@@ -135,17 +135,25 @@ extern "C" fn on_stop_signal(_sig: libc::c_int) {
 /// so a blocking `KVM_RUN` or sleep in the receiving thread returns with EINTR.
 pub fn install_stop_handlers() -> io::Result<()> {
     for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGUSR1] {
-        // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value; the handler only
-        // does an atomic store, which is async-signal-safe.
-        let rc = unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_stop_signal as *const () as usize;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut())
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        // The handler only does an atomic store, which is async-signal-safe.
+        on_signal(sig, on_stop_signal)?;
+    }
+    Ok(())
+}
+
+/// Installs `handler` for `sig`, without SA_RESTART (a blocking call in the receiving thread
+/// returns with EINTR) and with an empty mask. `handler` must be async-signal-safe.
+pub fn on_signal(sig: libc::c_int, handler: extern "C" fn(libc::c_int)) -> io::Result<()> {
+    // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value, and the handler is a
+    // valid function of the signature sigaction expects.
+    let rc = unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = handler as *const () as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(sig, &sa, std::ptr::null_mut())
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }

@@ -330,7 +330,8 @@ fn spawner(s: &Shared, id: u64, deadline: Instant) {
                         Kill::Never => false,
                     });
             if kill_now {
-                super::os::sigkill(l.proc.id());
+                // A process that is already gone is not an error.
+                let _ = sys::kill(l.proc.id(), libc::SIGKILL);
                 let what = match (stopping, l.kill) {
                     (true, _) => "vmm.killed_at_end".to_string(),
                     (_, Kill::AtPhase(_, name)) => format!("vmm.killed_{name}"),

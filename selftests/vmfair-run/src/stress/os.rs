@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 //! Thin layer over the system calls `vmfair-run stress` needs beyond `sys.rs`: a no-op signal
 //! to kick a vCPU thread out of `KVM_RUN`, `setsid()`, fork storms from a multi-threaded VMM,
-//! `exec()` from any thread, and SIGKILL. Every `unsafe` of the stress code is here.
+//! `exec()` from any thread. Every `unsafe` of the stress code is here.
 
 use std::ffi::CString;
 use std::io;
@@ -14,18 +14,7 @@ extern "C" fn on_kick(_sig: libc::c_int) {}
 /// Installs a handler for [`KICK`] that does nothing, without SA_RESTART: a `KVM_RUN` in the
 /// receiving thread returns with EINTR.
 pub fn install_kick_handler() -> io::Result<()> {
-    // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value; the handler does
-    // nothing, which is async-signal-safe.
-    let rc = unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_kick as *const () as usize;
-        libc::sigemptyset(&mut sa.sa_mask);
-        libc::sigaction(KICK, &sa, std::ptr::null_mut())
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    crate::sys::on_signal(KICK, on_kick)
 }
 
 /// Sends [`KICK`] to one thread of this process.
@@ -41,12 +30,6 @@ pub fn setsid() -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// SIGKILL to process `pid`; a process that is already gone is not an error.
-pub fn sigkill(pid: u32) {
-    // SAFETY: plain system call with integer arguments.
-    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
 }
 
 /// Forks `n` children that exit at once and reaps them; returns how many were forked.
