@@ -598,13 +598,31 @@ fn run() -> Result<u32, String> {
     );
 
     // More reads: the pool starts further workers, inside the VM group. It starts one only
-    // when no worker idles at the moment of a request, so keep going (at most 12 rounds)
-    // until every QEMU has shown a worker that did not exist before modprobe.
+    // when no worker idles at the moment of a request, and a worker that idles for 10 s
+    // exits. So first let the workers from before modprobe idle out (sampling meanwhile, at
+    // most 15 s), then read until every QEMU has shown a worker that did not exist before
+    // modprobe (at most 12 rounds).
     let new_worker = |seen: &[BTreeMap<u32, String>]| {
         seen.iter()
             .zip(&early_workers)
             .all(|(m, early)| m.iter().any(|(t, c)| c == "worker" && !early.contains(t)))
     };
+    let idled_out = |qemus: &[Qemu]| {
+        qemus
+            .iter()
+            .zip(&early_workers)
+            .all(|(q, early)| q.threads().keys().all(|t| !early.contains(t)))
+    };
+    let t_idle = Instant::now();
+    while !new_worker(&seen) && !idled_out(&qemus) && t_idle.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(500));
+        take(&qemus, &mut seen)?;
+    }
+    note(&format!(
+        "early workers idled out: {} after {:.1} s",
+        idled_out(&qemus),
+        t_idle.elapsed().as_secs_f64()
+    ));
     for round in 0..12 {
         if round >= 4 && new_worker(&seen) {
             break;
