@@ -19,6 +19,8 @@ pub const CGROUP: &str = "/sys/fs/cgroup/vmfair-stress";
 /// VMMs alive at once per spawner thread.
 const LIVE_PER_SPAWNER: usize = 3;
 const SPAWNERS: usize = 2;
+/// VM churn processes alive at once (`--role churn`).
+const CHURNERS: usize = 1;
 const KNOB_WRITERS: usize = 2;
 /// failslab's `times` at the start: each injected failure takes one off.
 const TIMES: u64 = 1_000_000_000;
@@ -192,6 +194,10 @@ pub fn start(s: &Arc<Shared>, deadline: Instant) -> Vec<std::thread::JoinHandle<
         let s = s.clone();
         go("spawner", Box::new(move || spawner(&s, i as u64, deadline)));
     }
+    for i in 0..CHURNERS {
+        let s = s.clone();
+        go("churner", Box::new(move || churner(&s, i as u64, deadline)));
+    }
     let s2 = s.clone();
     go("module", Box::new(move || module_loop(&s2)));
     for i in 0..KNOB_WRITERS {
@@ -221,6 +227,7 @@ pub fn stop(s: &Arc<Shared>, threads: Vec<std::thread::JoinHandle<()>>) -> Value
     };
     json!({
         "vmm": by_prefix("vmm."),
+        "churn": by_prefix("churn."),
         "module": {
             "loads": s.loads.load(Ordering::SeqCst),
             "unloads": s.unloads.load(Ordering::SeqCst),
@@ -357,6 +364,69 @@ fn spawner(s: &Shared, id: u64, deadline: Instant) {
             }
         }
         std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Keeps a VM churn process (`--role churn`) running: each is killed with SIGKILL after 0.2
+/// to 3 s, wherever it is (creating, running or destroying a VM), and the next one starts.
+fn churner(s: &Shared, id: u64, deadline: Instant) {
+    let exe = std::env::current_exe()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "/bin/vmfair-run".into());
+    let mut rng = Rng::new(s.seed.wrapping_add(0xc4u64 + id * 104_729));
+    while !s.stopping() && Instant::now() < deadline {
+        let seed = rng.next().to_string();
+        let argv: Vec<String> = [
+            exe.as_str(),
+            "stress",
+            "--role",
+            "churn",
+            "--counters",
+            s.counters.path(),
+            "--seed",
+            &seed,
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        let mut proc = match sys::spawn(&argv, ChildSetup::default()) {
+            Ok(p) => p,
+            Err(e) => {
+                s.count("churn.spawn_errors", 1);
+                say!("stress: cannot start a VM churner: {e}");
+                nap(s, 1000);
+                continue;
+            }
+        };
+        s.count("churn.spawned", 1);
+        let until = Instant::now() + Duration::from_millis(200 + rng.below(2800));
+        let mut exited = None;
+        while Instant::now() < until && !s.stopping() {
+            std::thread::sleep(Duration::from_millis(10));
+            if let Ok(Some(e)) = proc.try_wait() {
+                exited = Some(e);
+                break;
+            }
+        }
+        if exited.is_none() {
+            let _ = sys::kill(proc.id(), libc::SIGKILL);
+            loop {
+                match proc.try_wait() {
+                    Ok(None) => std::thread::sleep(Duration::from_millis(2)),
+                    Ok(Some(e)) => {
+                        exited = Some(e);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        let key = match exited {
+            Some(ProcExit::Signal(libc::SIGKILL)) => "churn.killed",
+            // A churner ends only when killed: anything else is a failure it reported.
+            _ => "churn.failed",
+        };
+        s.count(key, 1);
     }
 }
 

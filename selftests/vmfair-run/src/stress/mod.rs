@@ -56,9 +56,10 @@ pub enum C {
     StaleAfterExec,
     BadExits,
     ChildErrors,
+    ChurnVms,
 }
 
-const ALL_COUNTERS: [C; 12] = [
+const ALL_COUNTERS: [C; 13] = [
     C::VmsCreated,
     C::VcpusCreated,
     C::VcpuThreadExits,
@@ -71,6 +72,7 @@ const ALL_COUNTERS: [C; 12] = [
     C::StaleAfterExec,
     C::BadExits,
     C::ChildErrors,
+    C::ChurnVms,
 ];
 
 impl C {
@@ -88,6 +90,7 @@ impl C {
             C::StaleAfterExec => "stale_group_after_exec",
             C::BadExits => "bad_exits",
             C::ChildErrors => "child_errors",
+            C::ChurnVms => "churn_vms",
         }
     }
 }
@@ -245,6 +248,24 @@ pub fn main(opts: &Opts) -> Result<i32, String> {
             "{} unexpected KVM_RUN exits",
             counters.get(C::BadExits)
         ));
+    }
+    if counters.get(C::ChildErrors) > 0 {
+        problems.push(format!(
+            "{} VMM or churn process(es) saw a failed KVM ioctl or an unexpected exit (their \
+             lines above)",
+            counters.get(C::ChildErrors)
+        ));
+    }
+    for (what, n) in [
+        ("VMM(s) failed", &load["vmm"]["failed"]),
+        (
+            "churn process(es) ended other than by SIGKILL",
+            &load["churn"]["failed"],
+        ),
+    ] {
+        if n.as_u64().unwrap_or(0) > 0 {
+            problems.push(format!("{n} {what}"));
+        }
     }
     if k.reports > 0 {
         problems.push(format!("{} kernel report(s) in the log", k.reports));

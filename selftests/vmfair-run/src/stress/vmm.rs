@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
-//! The processes `vmfair-run stress` starts: short-lived VMMs (`--role vmm`) and what a VMM
-//! becomes when one of its threads calls `exec()` (`--role after-exec`).
+//! The processes `vmfair-run stress` starts: short-lived VMMs (`--role vmm`), what a VMM
+//! becomes when one of its threads calls `exec()` (`--role after-exec`), and VM churners
+//! (`--role churn`) that create and destroy small VMs as fast as they can until killed.
 //!
 //! A VMM creates one KVM VM with one or two vCPUs and one page of guest RAM: real mode from
 //! the reset vector, `hlt` (a `KVM_EXIT_HLT` without an in-kernel irqchip), then a loop that
@@ -86,6 +87,17 @@ pub fn main(opts: &Opts) -> Result<i32, String> {
             }
         }
         Some("after-exec") => Ok(after_exec(&counters, slot)),
+        Some("churn") => {
+            let seed: u64 = opts.num("seed", 1)?;
+            match churn(&counters, seed) {
+                Ok(()) => Ok(0),
+                Err(e) => {
+                    counters.add(C::ChildErrors, 1);
+                    say!("stress churn {}: {e}", std::process::id());
+                    Ok(EXIT_BAD)
+                }
+            }
+        }
         other => Err(format!("unknown --role {other:?}")),
     }
 }
@@ -187,6 +199,43 @@ fn vmm(counters: &Arc<Counters>, slot: usize, seed: u64, plan: Plan) -> Result<(
         let _ = p.join();
     }
     Ok(())
+}
+
+/// VM churn, until the parent kills the process (with SIGKILL, at a random moment, which
+/// may be inside any of these ioctls): one VM after the other, each of them a VM without a
+/// vCPU, a VM whose vCPU runs to its `hlt`, or two to four VMs alive at once, so that
+/// vmfair groups and releases the process again and again.
+fn churn(counters: &Counters, seed: u64) -> Result<(), String> {
+    let mut rng = Rng::new(seed ^ 0xc4u64);
+    let mem = SharedMem::anonymous(4096).map_err(|e| format!("guest RAM: {e}"))?;
+    mem.write_bytes(CODE, &GUEST_CODE);
+    let kvm = Kvm::open().map_err(|e| e.to_string())?;
+    loop {
+        match rng.below(4) {
+            0 => {
+                drop(kvm.create_vm().map_err(|e| format!("KVM_CREATE_VM: {e}"))?);
+                counters.add(C::VmsCreated, 1);
+                counters.add(C::ChurnVms, 1);
+            }
+            1 => {
+                let n = 2 + rng.below(3);
+                let mut vms = Vec::new();
+                for _ in 0..n {
+                    vms.push(kvm.create_vm().map_err(|e| format!("KVM_CREATE_VM: {e}"))?);
+                    counters.add(C::VmsCreated, 1);
+                    counters.add(C::ChurnVms, 1);
+                }
+                // Destroyed in another order than created.
+                while !vms.is_empty() {
+                    drop(vms.swap_remove(rng.below(vms.len() as u64) as usize));
+                }
+            }
+            _ => {
+                short_vm(&kvm, &mem, counters)?;
+                counters.add(C::ChurnVms, 1);
+            }
+        }
+    }
 }
 
 /// A VM with one vCPU that runs to its `hlt` and is destroyed: vmfair adopts the process
