@@ -134,6 +134,7 @@ fn real_main() -> Result<()> {
                 plan,
                 files: vec![],
                 timeout: std::time::Duration::from_secs(300),
+                icount: false,
                 silence: std::time::Duration::from_secs(120),
             }
             .run(&ctx)?;

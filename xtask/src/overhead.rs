@@ -282,6 +282,7 @@ fn boot_runs(
         plan: plan_lines(&todo),
         files: vec![],
         timeout: Duration::from_secs_f64(180.0 + est * 3.0),
+        icount: false,
         silence: Duration::from_secs(300),
     };
     let outcome = match boot.run(ctx) {

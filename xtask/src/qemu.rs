@@ -48,6 +48,12 @@ pub struct Boot<'a> {
     /// Extra files for the per-run archive: (guest path, host path).
     pub files: Vec<(String, PathBuf)>,
     pub timeout: Duration,
+    /// The guest's clocks count instructions (`-icount shift=2,sleep=on`,
+    /// single-threaded TCG): a busy guest CPU sees 4 ns pass per
+    /// instruction, whatever else the host runs, and an idle one sees real
+    /// time. For tests that hold CPU time against wall time to tolerances of
+    /// a few percent (contract.rst, "Test-bed facts").
+    pub icount: bool,
     /// Longest allowed time with neither the console nor the results
     /// channel growing.
     pub silence: Duration,
@@ -217,7 +223,12 @@ impl Boot<'_> {
 
         let console = dir.join("console.log");
         let channel = dir.join("results.log");
-        let mode = Mode::for_cpus(self.cpus);
+        // icount needs one TCG thread for all guest CPUs.
+        let mode = if self.icount {
+            Mode::SingleThread
+        } else {
+            Mode::for_cpus(self.cpus)
+        };
         let accel = match mode {
             Mode::MultiThread => "tcg",
             Mode::SingleThread => "tcg,thread=single",
@@ -231,6 +242,11 @@ impl Boot<'_> {
             "-no-reboot",
         ])
         .args(["-accel", accel, "-cpu", "max"])
+        .args(if self.icount {
+            &["-icount", "shift=2,sleep=on"][..]
+        } else {
+            &[]
+        })
         .arg("-smp")
         .arg(self.cpus.to_string())
         .arg("-m")
@@ -252,8 +268,9 @@ impl Boot<'_> {
         .stderr(Stdio::piped());
         util::write(&dir.join("qemu.cmd"), format!("{cmd:?}\n"))?;
         phase(&format!(
-            "boot {} (QEMU -accel {accel} -smp {}, timeout {}s)",
+            "boot {} (QEMU -accel {accel}{} -smp {}, timeout {}s)",
             self.name,
+            if self.icount { " -icount" } else { "" },
             self.cpus,
             self.timeout.as_secs()
         ));

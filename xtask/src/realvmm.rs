@@ -199,6 +199,7 @@ fn boot_once(ctx: &Ctx, b: &Built, initrd: &Path) -> Vec<Check> {
         plan: ["info", "qemu", "dmesg"].map(String::from).into(),
         files: vec![],
         timeout: Duration::from_secs(420),
+        icount: false,
         silence: Duration::from_secs(120),
     };
     let run = match boot.run(ctx) {

@@ -227,6 +227,7 @@ pub fn cmd(ctx: &Ctx, args: &[String]) -> Result<i32> {
         plan: lines,
         files: vec![],
         timeout: Duration::from_secs_f64(secs * 2.0),
+        icount: false,
         silence: Duration::from_secs(300),
     }
     .run(ctx)?;

@@ -80,6 +80,7 @@ pub fn run_many(
         plan,
         files,
         timeout: Duration::from_secs_f64(90.0 + secs),
+        icount: false,
         silence: Duration::from_secs_f64(120.0 + longest * 2.0),
     };
     let out = boot.run(ctx)?;

@@ -212,6 +212,7 @@ fn guest_boot(ctx: &Ctx, built: &Built, base: &Path, t: &mut Tally) {
             .collect(),
         files: vec![],
         timeout: Duration::from_secs(300),
+        icount: false,
         silence: Duration::from_secs(120),
     };
     let out = match boot.run(ctx) {
@@ -546,6 +547,7 @@ fn panic_run(ctx: &Ctx, built: &Built, base: &Path, t: &mut Tally) {
         plan: vec!["panic".into()],
         files: vec![],
         timeout,
+        icount: false,
         silence: Duration::from_secs(60),
     };
     match boot.run(ctx) {

@@ -116,6 +116,7 @@ pub fn cmd(ctx: &Ctx, args: &[String]) -> Result<i32> {
         ],
         files: vec![],
         timeout: Duration::from_secs(a.seconds + 1800),
+        icount: false,
         silence: Duration::from_secs(600),
     }
     .run_with(ctx, CMDLINE)?;
