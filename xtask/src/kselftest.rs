@@ -56,13 +56,16 @@ impl Suite {
     }
 }
 
-/// A line of a source file replaced by another one.
+/// Lines of a source file replaced by another one.
 #[derive(Clone, Debug)]
 pub struct Edit {
     /// Path in the kernel tree.
     pub file: &'static str,
     pub from: String,
     pub to: String,
+    /// How many lines are `from` (an error otherwise: the file changed
+    /// upstream); each of them is replaced.
+    pub lines: usize,
 }
 
 /// The `rseq_test.c` edit for `migrations` iterations.
@@ -71,6 +74,7 @@ pub fn rseq_migrations(migrations: u32) -> Edit {
         file: RSEQ_C,
         from: MIGRATIONS_LINE.into(),
         to: format!("#define NR_TASK_MIGRATIONS {migrations}"),
+        lines: 1,
     }
 }
 
@@ -80,17 +84,25 @@ pub fn define(file: &'static str, name: &str, upstream: u32, value: u32) -> Edit
         file,
         from: format!("#define {name} {upstream}"),
         to: format!("#define {name} {value}"),
+        lines: 1,
     }
 }
 
 /// `source` with the one line that is `from` (up to the blanks between
 /// words) replaced by `to`; an error unless exactly one line matches (the file
 /// changed upstream).
-pub fn replace_line(source: &str, from: &str, to: &str) -> Result<String> {
+#[cfg(test)]
+fn replace_line(source: &str, from: &str, to: &str) -> Result<String> {
+    replace_lines(source, from, to, 1)
+}
+
+/// `source` with each of the `n` lines that are `from` (up to the blanks
+/// between words) replaced by `to`; an error unless exactly `n` match.
+pub fn replace_lines(source: &str, from: &str, to: &str, n: usize) -> Result<String> {
     let is_from = |l: &str| l.split_whitespace().eq(from.split_whitespace());
-    let n = source.lines().filter(|l| is_from(l)).count();
-    if n != 1 {
-        bail!("{n} lines `{from}`, expected one");
+    let found = source.lines().filter(|l| is_from(l)).count();
+    if found != n {
+        bail!("{found} lines `{from}`, expected {n}");
     }
     Ok(source
         .lines()
@@ -127,7 +139,7 @@ pub fn build(
     for e in edits {
         h.part(
             "edit",
-            format!("{}\n{}\n{}", e.file, e.from, e.to).as_bytes(),
+            format!("{}\n{}\n{}\n{}", e.file, e.from, e.to, e.lines).as_bytes(),
         );
     }
     let dir = ctx.cache.join("kselftest").join(h.finish());
@@ -205,7 +217,8 @@ fn scratch_tree(ctx: &Ctx, dir: &Path, tree: &Path, edits: &[Edit]) -> Result<()
     for e in edits {
         let path = tree.join(e.file);
         let text = util::read(&path)?;
-        let new = replace_line(&text, &e.from, &e.to).with_context(|| e.file.to_string())?;
+        let new =
+            replace_lines(&text, &e.from, &e.to, e.lines).with_context(|| e.file.to_string())?;
         util::write(&path, new)?;
     }
     util::write(&dir.join("tree.done"), "")?;
@@ -275,5 +288,12 @@ mod tests {
             replace_line(tabs, &e.from, &e.to).unwrap(),
             "#define NR_ITERATIONS 16\n"
         );
+        let two = "a(x, 10);\nb;\n  a(x,  10);\n";
+        assert_eq!(
+            replace_lines(two, "a(x, 10);", "a(x, 50);", 2).unwrap(),
+            "a(x, 50);\nb;\na(x, 50);\n"
+        );
+        assert!(replace_lines(two, "a(x, 10);", "a(x, 50);", 1).is_err());
+        assert!(replace_lines(two, "a(x, 10);", "a(x, 50);", 3).is_err());
     }
 }

@@ -31,8 +31,25 @@ pub const RSEQ_MIGRATIONS: u32 = crate::overhead::RSEQ_MIGRATIONS;
 /// more than 4 minutes under TCG, 16 more than 2).
 pub const HARDWARE_DISABLE_ITERATIONS: u32 = 4;
 
+const TEST_CPU_C: &str = "tools/testing/selftests/cgroup/test_cpu.c";
+
 /// The source edits of the peers' build.
+///
+/// `test_cpu` holds CPU time against time to tolerances that this test bed
+/// does not keep (Documentation/vmfair/peer-suites.rst), with and without
+/// vmfair alike: `test_cpucg_stats` and `test_cpucg_nice` count 2 s of a
+/// hog's CPU time to 1 %, and came out 1.0–2.0 % over (under TCG a process's
+/// start and exit alone cost tens of milliseconds); the `cpu.max` tests let
+/// 11–38 % more than the quota through (10 % allowed). Those four checks
+/// get 5 % and 50 %, still far below what a controller that ignored nice or
+/// `cpu.max` would give.
 pub fn edits() -> Vec<kselftest::Edit> {
+    let tolerance = |from: &str, to: &str, lines| kselftest::Edit {
+        file: TEST_CPU_C,
+        from: from.into(),
+        to: to.into(),
+        lines,
+    };
     vec![
         kselftest::rseq_migrations(RSEQ_MIGRATIONS),
         kselftest::define(
@@ -40,6 +57,21 @@ pub fn edits() -> Vec<kselftest::Edit> {
             "NR_ITERATIONS",
             512,
             HARDWARE_DISABLE_ITERATIONS,
+        ),
+        tolerance(
+            "if (!values_close_report(usage_usec, expected_usage_usec, 1))",
+            "\tif (!values_close_report(usage_usec, expected_usage_usec, 5))",
+            1,
+        ),
+        tolerance(
+            "if (!values_close_report(nice_usec, expected_nice_usec, 1))",
+            "\t\tif (!values_close_report(nice_usec, expected_nice_usec, 5))",
+            1,
+        ),
+        tolerance(
+            "if (!values_close_report(usage_usec, expected_usage_usec, 10))",
+            "\tif (!values_close_report(usage_usec, expected_usage_usec, 50))",
+            2,
         ),
     ]
 }
@@ -54,6 +86,9 @@ pub struct Peer {
     pub timeout_s: u32,
     /// Why it is in the list.
     pub why: &'static str,
+    /// Subtests known to fail on this test bed without vmfair, and why
+    /// (they must still give the same result with vmfair).
+    pub known_fail: &'static [(&'static str, &'static str)],
 }
 
 fn kvm(target: &'static str, timeout_s: u32, why: &'static str) -> Peer {
@@ -63,6 +98,7 @@ fn kvm(target: &'static str, timeout_s: u32, why: &'static str) -> Peer {
         args: &[],
         timeout_s,
         why,
+        known_fail: &[],
     }
 }
 
@@ -161,6 +197,11 @@ pub fn slow() -> Vec<Peer> {
             args: &[],
             timeout_s: 1200,
             why: "the cgroup v2 cpu controller: weights, nesting, bandwidth",
+            known_fail: &[(
+                "test_cpucg_nested_weight_overprovisioned",
+                "expects equal weights to get equal CPU (cgroup_mode smp); under 7.3's \
+                 default concur mode the group with twice the busy threads gets 2/3",
+            )],
         },
     ]
 }
@@ -353,6 +394,10 @@ pub fn run_boot(
         plan,
         files,
         timeout: Duration::from_secs_f64(secs),
+        // The cgroup tests hold CPU time against time: instruction-counted
+        // clocks (they cost the KVM tests about twice the time, so only
+        // a boot with a cgroup test has them).
+        icount: peers.iter().any(|p| p.suite == Suite::Cgroup),
         silence: Duration::from_secs(u64::from(
             peers.iter().map(|p| p.timeout_s).max().unwrap_or(60) + 60,
         )),
@@ -405,6 +450,22 @@ fn show(r: Option<&Run>) -> String {
     }
 }
 
+/// Whether `r` passed or skipped, or failed only in subtests listed as known
+/// to fail on this test bed.
+fn passes_but_known(r: &Run, known: &[(&str, &str)]) -> bool {
+    r.verdict() != Verdict::Fail
+        || (r.status == "exit:1"
+            && r.subtests.iter().any(|(_, v)| *v == Verdict::Fail)
+            && r.subtests
+                .iter()
+                .filter(|(_, v)| *v == Verdict::Fail)
+                .all(|(name, _)| {
+                    // "6 test_cpucg_nested_weight_overprovisioned"
+                    let desc = name.split_once(' ').map_or(name.as_str(), |(_, d)| d);
+                    known.iter().any(|(k, _)| desc == *k)
+                }))
+}
+
 /// The checks of `make test` for the peers boot.
 pub fn checks(p: &Passes, peers: &[&Peer]) -> Vec<Check> {
     let mut v: Vec<Check> = vec![];
@@ -431,7 +492,7 @@ pub fn checks(p: &Passes, peers: &[&Peer]) -> Vec<Check> {
             same,
             format!("without: {}; with vmfair: {}", show(a), show(b)),
         ));
-        if a.is_none_or(|a| a.verdict() == Verdict::Fail) {
+        if a.is_none_or(|a| !passes_but_known(a, peer.known_fail)) {
             failing_off.push(format!("{n}: {}", show(a)));
         }
         held += b.map_or(0, |b| b.vmgroups);
@@ -537,6 +598,7 @@ pub fn cmd(ctx: &Ctx, args: &[String]) -> Result<u32> {
                 args: &[],
                 timeout_s: timeout,
                 why: "",
+                known_fail: &[],
             });
         }
     }
@@ -628,5 +690,14 @@ mod tests {
         assert_eq!(r["b"].output, vec![String::new()]);
         assert_eq!(r["c"].verdict(), Verdict::Fail);
         assert_eq!(r["c"].status, "timeout");
+        let known = [("y", "why")];
+        assert!(passes_but_known(&r["a"], &known));
+        assert!(!passes_but_known(&r["a"], &[("x", "why")]));
+        assert!(!passes_but_known(&r["a"], &[]));
+        assert!(passes_but_known(&r["b"], &[]));
+        // A timeout is never a known subtest failure.
+        assert!(!passes_but_known(&r["c"], &known));
+        let none = parse_pass("result d status=exit:1 secs=1 vmgroups=0\n");
+        assert!(!passes_but_known(&none["d"], &known));
     }
 }
