@@ -216,7 +216,7 @@ fn real_main() -> Result<()> {
 /// The main job: the short version of the study's experiment
 /// (`qemu-test/experiments/demo.toml`) into `results/demo/`.
 fn demo(ctx: &Ctx) -> Result<()> {
-    // The short version of the study's sweep (xtask/src/experiment.rs).
+    // The short version of the study's sweep (xtask/src/experiment/).
     let file = ctx.root.join("qemu-test/experiments/demo.toml");
     let out: &Path = &experiment::run(ctx, &file, false)?;
     info(&format!("results in {}", out.display()));

@@ -1,0 +1,106 @@
+//! The figures the report takes from one result file.
+
+use anyhow::{anyhow, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// The figures of one run that the report uses.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunFigures {
+    pub scenario: String,
+    pub valid: bool,
+    pub window_s: f64,
+    pub target_index: Option<f64>,
+    /// Target CPU time / window (CPUs).
+    pub target_cpu: f64,
+    /// Target run-queue wait / window.
+    pub target_wait: f64,
+    /// Target preemptions (involuntary switches) per second.
+    pub target_preempt_per_s: Option<f64>,
+    /// Dummies' CPU (their processes plus their kvm-pit threads) / window.
+    pub dummies_cpu: f64,
+    /// Dummies' halt-polling time / window (part of dummies_cpu).
+    pub dummies_halt_poll: Option<f64>,
+    /// Dummies' sleeps (voluntary switches) per second.
+    pub dummies_sleeps_per_s: Option<f64>,
+    /// Idle CPU / window.
+    pub idle_cpu: Option<f64>,
+    pub problems: Vec<String>,
+    /// Boot the run was in (runs of one boot share the host's conditions).
+    pub boot: usize,
+    /// Guest CPUs online.
+    pub cpus: f64,
+    /// Target's wake-up/migration counters per second (with schedstats).
+    pub target_sched: BTreeMap<String, f64>,
+    /// Dummies' wake-up/migration counters per second, summed.
+    pub dummies_sched: BTreeMap<String, f64>,
+}
+
+/// Extracts the report's figures from a result JSON.
+pub fn figures(v: &Value) -> Result<RunFigures> {
+    let window_s = v["duration_s"]
+        .as_f64()
+        .filter(|w| *w > 0.0)
+        .ok_or_else(|| anyhow!("result without a window"))?;
+    let groups = v["groups"].as_array().cloned().unwrap_or_default();
+    let target = groups
+        .iter()
+        .find(|g| g["name"] == "target")
+        .ok_or_else(|| anyhow!("result without the target VM"))?;
+    let dummies: Vec<&Value> = groups.iter().filter(|g| g["name"] == "dummy").collect();
+    let f = |g: &Value, k: &str| g[k].as_f64().unwrap_or(0.0);
+    let sum_opt =
+        |k: &str| -> Option<f64> { dummies.iter().map(|g| g[k].as_f64()).sum::<Option<f64>>() };
+    Ok(RunFigures {
+        scenario: v["scenario"].as_str().unwrap_or("?").to_string(),
+        valid: v["valid"].as_bool().unwrap_or(true),
+        window_s,
+        target_index: target["index"].as_f64(),
+        target_cpu: f(target, "cpu_s") / window_s,
+        target_wait: f(target, "wait_s") / window_s,
+        target_preempt_per_s: target["involuntary_switches"]
+            .as_f64()
+            .map(|n| n / window_s),
+        dummies_cpu: dummies
+            .iter()
+            .map(|g| f(g, "cpu_s") + f(g, "kthread_cpu_s"))
+            .fold(0.0, |a, b| a + b)
+            / window_s,
+        dummies_halt_poll: if dummies.is_empty() {
+            None
+        } else {
+            sum_opt("halt_poll_s").map(|x| x / window_s)
+        },
+        dummies_sleeps_per_s: if dummies.is_empty() {
+            None
+        } else {
+            sum_opt("voluntary_switches").map(|x| x / window_s)
+        },
+        idle_cpu: v["accounting"]["idle_s"].as_f64().map(|i| i / window_s),
+        problems: v["problems"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.as_str().map(String::from))
+            .collect(),
+        boot: 0,
+        cpus: v["guest_cpus"].as_f64().unwrap_or(0.0),
+        target_sched: sched_rates(std::iter::once(target), window_s),
+        dummies_sched: sched_rates(dummies.iter().copied(), window_s),
+    })
+}
+
+/// Sums the `sched` counters of result groups, per second of window.
+fn sched_rates<'a>(
+    groups: impl Iterator<Item = &'a Value>,
+    window_s: f64,
+) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for g in groups {
+        for (k, v) in g["sched"].as_object().into_iter().flatten() {
+            *out.entry(k.clone()).or_insert(0.0) += v.as_f64().unwrap_or(0.0) / window_s;
+        }
+    }
+    out
+}
