@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 //! Carrying out the `[[event]]` entries of a scenario.
 
-use super::setup::{modprobe_argv, rmmod_argv, run_tool, write_file};
+use super::setup::{modprobe_argv, rmmod_argv, run_tool, sysctl_path, write_file};
 use super::{log, Run};
 use crate::procfs;
 use std::path::Path;
@@ -20,12 +20,9 @@ impl Run {
                 let mut done = Vec::new();
                 let mut result = Ok(());
                 for m in self.members.iter_mut().filter(|m| m.name == name) {
-                    let path = match &m.cgroup {
-                        Some(cg) if !Path::new("/sys/module/vmfair").exists() => {
-                            format!("{cg}/cpu.weight")
-                        }
-                        _ => format!("/proc/sys/kernel/vmfair/vm/{}/weight", m.pid),
-                    };
+                    let path = weight_path(m.cgroup.as_deref(), m.pid, || {
+                        Path::new("/sys/module/vmfair").exists()
+                    });
                     match write_file(&path, &value) {
                         Ok(()) => {
                             m.weight = value.parse().unwrap_or(m.weight);
@@ -39,7 +36,7 @@ impl Run {
             EventAction::Sysctl => {
                 let key = ev.key.clone().unwrap_or_default();
                 let value = ev.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
-                let path = format!("/proc/sys/{}", key.replace('.', "/"));
+                let path = sysctl_path(&key);
                 (format!("{key} = {value}"), write_file(&path, &value))
             }
             EventAction::Modprobe => {
@@ -81,5 +78,37 @@ impl Run {
             ok,
             took_s,
         });
+    }
+}
+
+/// The file a `weight` event writes for the VM process `pid`: the `cpu.weight` of the cgroup
+/// it was placed in by hand while vmfair is not loaded (`loaded` is asked only then), else
+/// vmfair's per-VM weight.
+fn weight_path(cgroup: Option<&str>, pid: u32, loaded: impl FnOnce() -> bool) -> String {
+    match cgroup {
+        Some(cg) if !loaded() => format!("{cg}/cpu.weight"),
+        _ => format!("/proc/sys/kernel/vmfair/vm/{pid}/weight"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weight_event_paths() {
+        let cg = Some("/sys/fs/cgroup/vmfair-a-0");
+        assert_eq!(
+            weight_path(cg, 42, || false),
+            "/sys/fs/cgroup/vmfair-a-0/cpu.weight"
+        );
+        assert_eq!(
+            weight_path(cg, 42, || true),
+            "/proc/sys/kernel/vmfair/vm/42/weight"
+        );
+        assert_eq!(
+            weight_path(None, 7, || panic!("asked without a cgroup")),
+            "/proc/sys/kernel/vmfair/vm/7/weight"
+        );
     }
 }

@@ -20,12 +20,29 @@ pub(super) fn write_file(path: &str, value: &str) -> Result<(), String> {
 /// `modprobe vmfair`, with modprobe found on PATH.
 pub(crate) fn modprobe_argv() -> Vec<String> {
     let path = std::env::var("PATH").unwrap_or_else(|_| "/sbin:/bin:/usr/sbin:/usr/bin".into());
-    let exe = path
-        .split(':')
-        .map(|d| format!("{d}/modprobe"))
-        .find(|p| Path::new(p).exists())
-        .unwrap_or_else(|| "/sbin/modprobe".into());
-    vec![exe, "vmfair".into()]
+    vec![
+        find_tool(&path, "modprobe", |p| Path::new(p).exists()),
+        "vmfair".into(),
+    ]
+}
+
+/// The first `DIR/name` for the directories of `path` (a `PATH` value) that `exists`, else
+/// `/sbin/name`.
+fn find_tool(path: &str, name: &str, exists: impl Fn(&str) -> bool) -> String {
+    path.split(':')
+        .map(|d| format!("{d}/{name}"))
+        .find(|p| exists(p))
+        .unwrap_or_else(|| format!("/sbin/{name}"))
+}
+
+/// The file of sysctl `key` (`kernel.sched_autogroup_enabled`).
+pub(super) fn sysctl_path(key: &str) -> String {
+    format!("/proc/sys/{}", key.replace('.', "/"))
+}
+
+/// Whether a `cgroup.controllers` text lists the cpu controller.
+fn has_cpu(controllers: &str) -> bool {
+    controllers.split_whitespace().any(|c| c == "cpu")
 }
 
 /// `rmmod vmfair`, with rmmod found on PATH.
@@ -55,7 +72,7 @@ pub(crate) fn cpu_controller() -> Result<(), String> {
             .map_err(|e| format!("mount cgroup2 on {CGROUP_ROOT}: {e}"))?;
     }
     let have = fs::read_to_string(&controllers).map_err(|e| format!("{controllers}: {e}"))?;
-    if !have.split_whitespace().any(|c| c == "cpu") {
+    if !has_cpu(&have) {
         return Err(format!(
             "cgroup v2 has no cpu controller (controllers: {:?})",
             have.trim()
@@ -89,8 +106,48 @@ pub(super) fn setup_policy(scn: &Scenario) -> Result<(), String> {
         run_tool(&modprobe_argv())?;
     }
     for (key, value) in &scn.sysctl {
-        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        let path = sysctl_path(key);
         write_file(&path, &value.to_string()).map_err(|e| format!("sysctl {key}: {e}"))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tools_found_on_path() {
+        let exists = |p: &str| p == "/usr/sbin/modprobe" || p == "/bin/modprobe";
+        assert_eq!(
+            find_tool("/usr/local/bin:/usr/sbin:/bin", "modprobe", exists),
+            "/usr/sbin/modprobe"
+        );
+        assert_eq!(
+            find_tool("/bin:/usr/sbin", "modprobe", exists),
+            "/bin/modprobe"
+        );
+        assert_eq!(find_tool("/opt/bin", "modprobe", exists), "/sbin/modprobe");
+        assert_eq!(find_tool("", "rmmod", |_| false), "/sbin/rmmod");
+    }
+
+    #[test]
+    fn sysctl_paths() {
+        assert_eq!(
+            sysctl_path("kernel.sched_autogroup_enabled"),
+            "/proc/sys/kernel/sched_autogroup_enabled"
+        );
+        assert_eq!(
+            sysctl_path("kernel.vmfair.period_us"),
+            "/proc/sys/kernel/vmfair/period_us"
+        );
+    }
+
+    #[test]
+    fn cpu_controller_listed() {
+        assert!(has_cpu("cpuset cpu io memory pids\n"));
+        assert!(has_cpu("cpu"));
+        assert!(!has_cpu("cpuset io memory pids\n"));
+        assert!(!has_cpu(""));
+    }
 }
