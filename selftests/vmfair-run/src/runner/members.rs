@@ -11,7 +11,7 @@ use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vmfair_scenario::{GroupKind, Load, Policy, Scenario};
+use vmfair_scenario::{GroupKind, HostSpec, Load, Policy, Scenario, VmSpec};
 
 impl Member {
     /// Per-vCPU progress (loop iterations for busy, ticks for idle/bursty), or per thread for
@@ -83,28 +83,7 @@ impl Run {
                     cgroup_procs = Some(format!("{cg}/cgroup.procs"));
                     cgroup = Some(cg);
                 }
-                let argv: Vec<String> = [
-                    exe.as_str(),
-                    "vmm",
-                    "--name",
-                    &format!("{}#{i}", vm.name),
-                    "--vcpus",
-                    &vm.vcpus.to_string(),
-                    "--load",
-                    vm.load.as_str(),
-                    "--io-threads",
-                    &vm.io_threads.to_string(),
-                    "--nice",
-                    &vm.nice.to_string(),
-                    "--mem-file",
-                    &state_path,
-                    "--tick-hz",
-                    &vm.tick_hz.to_string(),
-                    "--burst-us",
-                    &vm.burst_us.to_string(),
-                ]
-                .map(String::from)
-                .into();
+                let argv = vmm_argv(&exe, vm, i, &state_path);
                 let child = sys::spawn(
                     &argv,
                     ChildSetup {
@@ -144,20 +123,7 @@ impl Run {
                 let state_path = format!("{}/host-{}-{i}.mem", self.dir, h.name);
                 let (_f, mem) = map_state_file(&state_path, STATUS_SIZE, false)
                     .map_err(|e| format!("{label}: state file: {e}"))?;
-                let argv: Vec<String> = [
-                    exe.as_str(),
-                    "host",
-                    "--name",
-                    &format!("{}#{i}", h.name),
-                    "--threads",
-                    &h.threads.to_string(),
-                    "--nice",
-                    &h.nice.to_string(),
-                    "--mem-file",
-                    &state_path,
-                ]
-                .map(String::from)
-                .into();
+                let argv = host_argv(&exe, h, i, &state_path);
                 let child = sys::spawn(
                     &argv,
                     ChildSetup {
@@ -214,20 +180,14 @@ impl Run {
                 }
             }
             let work = m.work();
-            for (i, (now, before)) in work.iter().zip(&m.last_work).enumerate() {
-                if now < before {
-                    self.problems.push(format!(
-                        "{} {} {i}: counter went backwards from {before} to {now}",
-                        m.label,
-                        if m.kind == GroupKind::Vm {
-                            "vcpu"
-                        } else {
-                            "thread"
-                        }
-                    ));
-                    m.failed = true;
-                }
-            }
+            let what = if m.kind == GroupKind::Vm {
+                "vcpu"
+            } else {
+                "thread"
+            };
+            let back = backwards(&m.label, what, &m.last_work, &work);
+            m.failed |= !back.is_empty();
+            self.problems.extend(back);
             m.last_work = work;
         }
     }
@@ -362,5 +322,124 @@ impl Run {
                 log(&format!("cannot remove {cg}: {e}"));
             }
         }
+    }
+}
+
+/// The command line of instance `i` of `vm`: `exe vmm ...` (see [`crate::vmm::OPTIONS`]).
+fn vmm_argv(exe: &str, vm: &VmSpec, i: u32, state_path: &str) -> Vec<String> {
+    [
+        exe,
+        "vmm",
+        "--name",
+        &format!("{}#{i}", vm.name),
+        "--vcpus",
+        &vm.vcpus.to_string(),
+        "--load",
+        vm.load.as_str(),
+        "--io-threads",
+        &vm.io_threads.to_string(),
+        "--nice",
+        &vm.nice.to_string(),
+        "--mem-file",
+        state_path,
+        "--tick-hz",
+        &vm.tick_hz.to_string(),
+        "--burst-us",
+        &vm.burst_us.to_string(),
+    ]
+    .map(String::from)
+    .into()
+}
+
+/// The command line of instance `i` of `h`: `exe host ...` (see [`crate::host::OPTIONS`]).
+fn host_argv(exe: &str, h: &HostSpec, i: u32, state_path: &str) -> Vec<String> {
+    [
+        exe,
+        "host",
+        "--name",
+        &format!("{}#{i}", h.name),
+        "--threads",
+        &h.threads.to_string(),
+        "--nice",
+        &h.nice.to_string(),
+        "--mem-file",
+        state_path,
+    ]
+    .map(String::from)
+    .into()
+}
+
+/// A problem for every counter of `now` below its value `before` (progress counters only
+/// grow); `what` names the counters (`vcpu`, `thread`).
+fn backwards(label: &str, what: &str, before: &[u64], now: &[u64]) -> Vec<String> {
+    now.iter()
+        .zip(before)
+        .enumerate()
+        .filter(|(_, (now, before))| now < before)
+        .map(|(i, (now, before))| {
+            format!("{label} {what} {i}: counter went backwards from {before} to {now}")
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCENARIO: &str = r#"
+name = "t"
+duration_s = 5
+[[vm]]
+name = "a"
+count = 2
+vcpus = 3
+load = "bursty"
+nice = -5
+io_threads = 1
+tick_hz = 100
+burst_us = 200
+[[host]]
+name = "h"
+threads = 4
+nice = 10
+"#;
+
+    #[test]
+    fn child_command_lines_parse_as_their_subcommand() {
+        let scn = Scenario::from_toml_str(SCENARIO).unwrap();
+        let argv = vmm_argv("/bin/vmfair-run", &scn.vm[0], 1, "/tmp/d/vm-a-1.mem");
+        assert_eq!(&argv[..2], ["/bin/vmfair-run", "vmm"]);
+        let o = crate::Opts::parse(&argv[2..], crate::vmm::OPTIONS).unwrap();
+        assert_eq!(o.get("name"), Some("a#1"));
+        assert_eq!(o.num("vcpus", 0), Ok(3));
+        assert_eq!(o.get("load"), Some("bursty"));
+        assert_eq!(o.num("io-threads", 0), Ok(1));
+        assert_eq!(o.num("nice", 0), Ok(-5));
+        assert_eq!(o.get("mem-file"), Some("/tmp/d/vm-a-1.mem"));
+        assert_eq!(o.num("tick-hz", 0), Ok(100));
+        assert_eq!(o.num("burst-us", 0), Ok(200));
+        let argv = host_argv("/bin/vmfair-run", &scn.host[0], 0, "/tmp/d/host-h-0.mem");
+        assert_eq!(&argv[..2], ["/bin/vmfair-run", "host"]);
+        let o = crate::Opts::parse(&argv[2..], crate::host::OPTIONS).unwrap();
+        assert_eq!(o.get("name"), Some("h#0"));
+        assert_eq!(o.num("threads", 0), Ok(4));
+        assert_eq!(o.num("nice", 0), Ok(10));
+        assert_eq!(o.get("mem-file"), Some("/tmp/d/host-h-0.mem"));
+    }
+
+    #[test]
+    fn counters_only_grow() {
+        assert!(backwards("vm a#0", "vcpu", &[1, 2, 3], &[1, 5, 3]).is_empty());
+        let p = backwards("vm a#0", "vcpu", &[10, 20, 30], &[11, 19, 29]);
+        assert_eq!(
+            p,
+            [
+                "vm a#0 vcpu 1: counter went backwards from 20 to 19",
+                "vm a#0 vcpu 2: counter went backwards from 30 to 29"
+            ]
+        );
+        // The first check compares against zeros; a shorter list compares what both have.
+        assert!(backwards("host h#0", "thread", &[0, 0], &[0, 7]).is_empty());
+        assert_eq!(backwards("host h#0", "thread", &[5], &[4, 0]).len(), 1);
     }
 }
