@@ -17,7 +17,9 @@ mod scale;
 mod scenario;
 mod selftest;
 mod source;
+mod stats;
 mod stress;
+mod svg;
 mod toolchain;
 mod util;
 

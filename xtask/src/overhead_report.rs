@@ -2,6 +2,7 @@
 //! kernel, `report.md`, `figure.svg` and the worst ratio
 //! (`Documentation/vmfair/performance.rst`).
 
+use crate::svg::{self, esc};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -110,41 +111,8 @@ fn strings(v: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Percentile `p` (0..=100) of ascending `s`, linear between closest ranks.
-pub fn percentile(s: &[f64], p: f64) -> f64 {
-    let rank = p / 100.0 * (s.len() - 1) as f64;
-    let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
-    s[lo] + (s[hi] - s[lo]) * (rank - lo as f64)
-}
-
 /// A figure over the valid runs of one configuration.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-pub struct Stat {
-    pub n: usize,
-    pub median: f64,
-    pub min: f64,
-    pub max: f64,
-    pub q1: f64,
-    pub q3: f64,
-}
-
-impl Stat {
-    pub fn of(xs: &[f64]) -> Option<Stat> {
-        if xs.is_empty() {
-            return None;
-        }
-        let mut s = xs.to_vec();
-        s.sort_by(f64::total_cmp);
-        Some(Stat {
-            n: s.len(),
-            median: percentile(&s, 50.0),
-            min: s[0],
-            max: s[s.len() - 1],
-            q1: percentile(&s, 25.0),
-            q3: percentile(&s, 75.0),
-        })
-    }
-}
+pub use crate::stats::Quartiles as Stat;
 
 /// `value` against `base` so that above 1 is worse: cost `value / base`,
 /// rate `base / value`; none for context figures.
@@ -458,12 +426,6 @@ pub fn generic_group(g: &str) -> String {
     g.to_string()
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
 /// `figure.svg`: for every compared figure, the median ratio to the baseline
 /// of `off` and `vmfair` as bars, whiskers from the runs' min and max, a line
 /// at 1.
@@ -488,11 +450,7 @@ pub fn figure_svg(rows: &[Row]) -> String {
     }
     let x = |v: f64| left + plot_w * (v.clamp(0.0, hi) / hi);
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+    svg::start(&mut s, w, h, 12, true);
     let _ = writeln!(
         s,
         r#"<text x="{left}" y="20" font-size="14">Cost relative to the baseline (above 1 is worse)</text>"#

@@ -6,28 +6,8 @@ use super::spec::Job;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// Mean, minimum and maximum.
-#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
-pub struct Stat {
-    pub n: usize,
-    pub mean: f64,
-    pub min: f64,
-    pub max: f64,
-}
-
-impl Stat {
-    pub fn of(xs: &[f64]) -> Option<Stat> {
-        if xs.is_empty() {
-            return None;
-        }
-        Some(Stat {
-            n: xs.len(),
-            mean: xs.iter().sum::<f64>() / xs.len() as f64,
-            min: xs.iter().copied().fold(f64::INFINITY, f64::min),
-            max: xs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-        })
-    }
-}
+/// A figure over the valid repetitions of a point: mean, minimum and maximum.
+pub use crate::stats::MeanRange as Stat;
 
 /// One point of the sweep: all valid repetitions of (policy, kind, dummies).
 #[derive(Clone, Debug, Serialize)]

@@ -2,17 +2,8 @@
 
 use super::points::{Point, Stat};
 use super::spec::Experiment;
+use crate::svg::{self, esc, COLORS};
 use std::fmt::Write as _;
-
-const COLORS: [&str; 8] = [
-    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
-];
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
 
 /// `figure.svg`: two panels against the number of dummies, one line per
 /// (policy, dummy kind), solid for the first kind and dashed for others,
@@ -22,11 +13,7 @@ fn esc(s: &str) -> String {
 pub fn figure_svg(exp: &Experiment, points: &[Point]) -> String {
     let (w, h) = (820.0, 760.0);
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="13">"#
-    );
-    let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+    svg::start(&mut s, w, h, 13, true);
     panel(
         &mut s,
         exp,
