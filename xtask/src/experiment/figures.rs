@@ -2,8 +2,8 @@
 
 use anyhow::{anyhow, Result};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::BTreeMap;
+use vmfair_scenario::{GroupResult, ScenarioResult};
 
 /// The figures of one run that the report uses.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -37,55 +37,47 @@ pub struct RunFigures {
     pub dummies_sched: BTreeMap<String, f64>,
 }
 
-/// Extracts the report's figures from a result JSON.
-pub fn figures(v: &Value) -> Result<RunFigures> {
-    let window_s = v["duration_s"]
-        .as_f64()
+/// Extracts the report's figures from a result.
+pub fn figures(r: &ScenarioResult) -> Result<RunFigures> {
+    let window_s = Some(r.duration_s)
         .filter(|w| *w > 0.0)
         .ok_or_else(|| anyhow!("result without a window"))?;
-    let groups = v["groups"].as_array().cloned().unwrap_or_default();
-    let target = groups
+    let target = r
+        .groups
         .iter()
-        .find(|g| g["name"] == "target")
+        .find(|g| g.name == "target")
         .ok_or_else(|| anyhow!("result without the target VM"))?;
-    let dummies: Vec<&Value> = groups.iter().filter(|g| g["name"] == "dummy").collect();
-    let f = |g: &Value, k: &str| g[k].as_f64().unwrap_or(0.0);
-    let sum_opt =
-        |k: &str| -> Option<f64> { dummies.iter().map(|g| g[k].as_f64()).sum::<Option<f64>>() };
+    let dummies: Vec<&GroupResult> = r.groups.iter().filter(|g| g.name == "dummy").collect();
+    let sum_opt = |f: fn(&GroupResult) -> Option<f64>| -> Option<f64> {
+        dummies.iter().map(|g| f(g)).sum::<Option<f64>>()
+    };
     Ok(RunFigures {
-        scenario: v["scenario"].as_str().unwrap_or("?").to_string(),
-        valid: v["valid"].as_bool().unwrap_or(true),
+        scenario: r.scenario.clone(),
+        valid: r.valid,
         window_s,
-        target_index: target["index"].as_f64(),
-        target_cpu: f(target, "cpu_s") / window_s,
-        target_wait: f(target, "wait_s") / window_s,
-        target_preempt_per_s: target["involuntary_switches"]
-            .as_f64()
-            .map(|n| n / window_s),
+        target_index: target.index,
+        target_cpu: target.cpu_s / window_s,
+        target_wait: target.wait_s / window_s,
+        target_preempt_per_s: target.involuntary_switches.map(|n| n as f64 / window_s),
         dummies_cpu: dummies
             .iter()
-            .map(|g| f(g, "cpu_s") + f(g, "kthread_cpu_s"))
+            .map(|g| g.cpu_s + g.kthread_cpu_s)
             .fold(0.0, |a, b| a + b)
             / window_s,
         dummies_halt_poll: if dummies.is_empty() {
             None
         } else {
-            sum_opt("halt_poll_s").map(|x| x / window_s)
+            sum_opt(|g| g.halt_poll_s).map(|x| x / window_s)
         },
         dummies_sleeps_per_s: if dummies.is_empty() {
             None
         } else {
-            sum_opt("voluntary_switches").map(|x| x / window_s)
+            sum_opt(|g| g.voluntary_switches.map(|n| n as f64)).map(|x| x / window_s)
         },
-        idle_cpu: v["accounting"]["idle_s"].as_f64().map(|i| i / window_s),
-        problems: v["problems"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| p.as_str().map(String::from))
-            .collect(),
+        idle_cpu: r.accounting.as_ref().map(|a| a.idle_s / window_s),
+        problems: r.problems.clone(),
         boot: 0,
-        cpus: v["guest_cpus"].as_f64().unwrap_or(0.0),
+        cpus: f64::from(r.guest_cpus),
         target_sched: sched_rates(std::iter::once(target), window_s),
         dummies_sched: sched_rates(dummies.iter().copied(), window_s),
     })
@@ -93,13 +85,13 @@ pub fn figures(v: &Value) -> Result<RunFigures> {
 
 /// Sums the `sched` counters of result groups, per second of window.
 fn sched_rates<'a>(
-    groups: impl Iterator<Item = &'a Value>,
+    groups: impl Iterator<Item = &'a GroupResult>,
     window_s: f64,
 ) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     for g in groups {
-        for (k, v) in g["sched"].as_object().into_iter().flatten() {
-            *out.entry(k.clone()).or_insert(0.0) += v.as_f64().unwrap_or(0.0) / window_s;
+        for (k, v) in &g.sched {
+            *out.entry(k.clone()).or_insert(0.0) += *v as f64 / window_s;
         }
     }
     out

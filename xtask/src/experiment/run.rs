@@ -7,11 +7,12 @@ use super::spec::{Experiment, Job};
 use super::svg::figure_svg;
 use crate::scenario::{self, Meta};
 use crate::util::{self, info, phase, Ctx};
-use anyhow::{bail, Context, Result};
-use serde_json::Value;
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use vmfair_scenario::ScenarioResult;
 
 fn file_name(p: &Path) -> String {
     p.file_name()
@@ -21,6 +22,20 @@ fn file_name(p: &Path) -> String {
 
 fn pending_names(pending: &[(String, u32)]) -> Vec<String> {
     pending.iter().map(|(n, _)| n.clone()).collect()
+}
+
+/// What `--report` reads back from `summary.json` (written by
+/// [`write_outputs`]).
+#[derive(Deserialize)]
+struct Summary {
+    kernel: String,
+    runs: BTreeMap<String, RunFigures>,
+}
+
+impl Summary {
+    fn read(path: &Path) -> Result<Summary> {
+        serde_json::from_str(&util::read(path)?).with_context(|| path.display().to_string())
+    }
 }
 
 /// Writes summary.json, report.md and figure.svg; returns the points.
@@ -55,11 +70,7 @@ fn write_outputs(
 pub fn report_only(ctx: &Ctx, path: &Path) -> Result<PathBuf> {
     let exp = Experiment::load(path)?;
     let out = ctx.results().join(&exp.name);
-    let summary: Value =
-        serde_json::from_str(&util::read(&out.join("summary.json"))?).context("summary.json")?;
-    let runs: BTreeMap<String, RunFigures> =
-        serde_json::from_value(summary["runs"].clone()).context("summary.json: runs")?;
-    let kernel = summary["kernel"].as_str().unwrap_or("?").to_string();
+    let Summary { kernel, runs } = Summary::read(&out.join("summary.json"))?;
     let mut invalid = Vec::new();
     let mut files: Vec<PathBuf> = std::fs::read_dir(&out)?
         .flatten()
@@ -68,18 +79,16 @@ pub fn report_only(ctx: &Ctx, path: &Path) -> Result<PathBuf> {
         .collect();
     files.sort();
     for f in files {
-        let v: Value = serde_json::from_str(&util::read(&f)?)?;
         let name = file_name(&f);
         let (scn, k) = name
             .trim_end_matches(".json")
             .split_once(".invalid-")
             .unwrap_or((&name, "?"));
-        let problems = v["problems"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| p.as_str().map(String::from))
-            .collect();
+        // An attempt that is not a result at all is an invalid attempt too: say so.
+        let problems = match ScenarioResult::from_json_str(&util::read(&f)?) {
+            Ok(r) => r.problems,
+            Err(e) => vec![format!("{}: {e}", f.display())],
+        };
         invalid.push((format!("{scn} (attempt {k})"), problems));
     }
     let jobs = exp.jobs();
@@ -180,10 +189,9 @@ pub fn run(ctx: &Ctx, path: &Path, generate_only: bool) -> Result<PathBuf> {
         for (name, attempts) in chunk {
             let r = ran.iter().find(|r| r.meta.name == name);
             let fig = r.and_then(|r| r.json.as_ref()).map(|v| {
-                if let Some(k) = v["kernel"].as_str() {
-                    kernel = k.to_string();
-                }
-                figures(v)
+                let res = ScenarioResult::deserialize(v).map_err(|e| anyhow!("result: {e}"))?;
+                kernel.clone_from(&res.kernel);
+                figures(&res)
             });
             let (ok, problems) = match (&fig, r.and_then(|r| r.error.clone())) {
                 (Some(Ok(f)), None) if f.valid && f.target_index.is_some() => (true, vec![]),

@@ -5,8 +5,8 @@ use super::points::*;
 use super::report::*;
 use super::spec::*;
 use super::svg::*;
-use serde_json::Value;
 use std::collections::BTreeMap;
+use vmfair_scenario::ScenarioResult;
 
 const EXP: &str = r#"
 name = "t"
@@ -98,8 +98,8 @@ fn bad_experiments_rejected() {
     assert!(e.check().is_err());
 }
 
-fn result(name: &str, index: f64, valid: bool) -> Value {
-    serde_json::json!({
+fn result(name: &str, index: f64, valid: bool) -> ScenarioResult {
+    serde_json::from_value(serde_json::json!({
         "scenario": name, "policy": "stock", "kernel": "k", "guest_cpus": 2,
         "duration_s": 10.0, "valid": valid, "problems": [],
         "accounting": {"cpus": 2, "window_s": 10.0, "tasks_cpu_s": 15.0, "idle_s": 5.0, "ratio": 1.0},
@@ -114,7 +114,8 @@ fn result(name: &str, index: f64, valid: bool) -> Value {
              "cpu_s": 1.0, "work": 1, "index": null, "kthread_cpu_s": 0.5,
              "halt_poll_s": 0.1, "voluntary_switches": 1000}
         ]
-    })
+    }))
+    .unwrap()
 }
 
 #[test]
@@ -128,7 +129,39 @@ fn figures_of_a_run() {
     assert!((f.dummies_halt_poll.unwrap() - 0.02).abs() < 1e-12);
     assert_eq!(f.dummies_sleeps_per_s, Some(200.0));
     assert_eq!(f.idle_cpu, Some(0.5));
-    assert!(figures(&serde_json::json!({"duration_s": 1.0, "groups": []})).is_err());
+    // No target VM, or no window: an error, not figures of zeros.
+    let mut r = result("x", 50.0, true);
+    r.groups.retain(|g| g.name != "target");
+    assert!(figures(&r).is_err());
+    let mut r = result("x", 50.0, true);
+    r.duration_s = 0.0;
+    assert!(figures(&r).is_err());
+    // A dummy without the halt-poll counter: no halt-poll figure rather than a partial sum.
+    let mut r = result("x", 50.0, true);
+    r.groups[2].halt_poll_s = None;
+    let f = figures(&r).unwrap();
+    assert_eq!(f.dummies_halt_poll, None);
+    assert_eq!(f.dummies_sleeps_per_s, Some(200.0));
+    // Schedstats counters per second, the dummies' summed.
+    let mut r = result("x", 50.0, true);
+    r.groups[0].sched.insert("nr_wakeups".into(), 30);
+    r.groups[1].sched.insert("nr_wakeups".into(), 10);
+    r.groups[2].sched.insert("nr_wakeups".into(), 20);
+    let f = figures(&r).unwrap();
+    assert_eq!(f.target_sched["nr_wakeups"], 3.0);
+    assert_eq!(f.dummies_sched["nr_wakeups"], 3.0);
+}
+
+#[test]
+fn results_missing_required_keys_are_rejected() {
+    // The reader is typed: a group without its CPU time is an error, not 0 s.
+    let v = serde_json::json!({
+        "scenario": "x", "policy": "stock", "kernel": "k", "guest_cpus": 2,
+        "duration_s": 10.0,
+        "groups": [{"kind": "vm", "name": "target", "instance": 0, "pid": 1, "vcpus": 1,
+                    "work": 1, "index": 1.0}]
+    });
+    assert!(serde_json::from_value::<ScenarioResult>(v).is_err());
 }
 
 #[test]
