@@ -3,9 +3,8 @@
 //! (`Documentation/vmfair/performance.rst`).
 
 use crate::svg::{self, esc};
-use anyhow::{bail, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -69,30 +68,44 @@ impl RunRec {
             samples: 0,
             metrics: vec![],
         };
-        let v: Value = match serde_json::from_str(line) {
+        let v: GuestLine = match serde_json::from_str(line) {
             Ok(v) => v,
             Err(e) => {
                 r.problems.push(format!("unreadable result line: {e}"));
                 return r;
             }
         };
-        r.valid = v["valid"].as_bool() == Some(true);
-        r.problems = strings(&v["problems"]);
-        r.attempts = v["attempts"].as_u64().unwrap_or(0) as u32;
-        r.grouped = v["grouped"].as_bool();
-        r.groups = strings(&v["groups"]);
-        r.kernel = v["kernel"].as_str().unwrap_or("?").into();
-        r.elapsed_s = v["elapsed_s"].as_f64().unwrap_or(0.0);
-        r.samples = v["samples"].as_u64().unwrap_or(0);
-        r.metrics = serde_json::from_value(v["metrics"].clone()).unwrap_or_default();
-        if v["overhead"].as_str() != Some(bench) {
+        r.valid = v.valid;
+        r.problems = v.problems;
+        r.attempts = v.attempts;
+        r.grouped = v.grouped;
+        r.groups = v.groups;
+        r.kernel = v.kernel;
+        r.elapsed_s = v.elapsed_s;
+        r.samples = v.samples;
+        // A figure the guest could not compute is written as null: then the
+        // run has no figures (below), as the guest's problems say why.
+        r.metrics = v
+            .metrics
+            .into_iter()
+            .map(|m| {
+                Some(MetricRec {
+                    name: m.name,
+                    unit: m.unit,
+                    kind: m.kind,
+                    value: m.value?,
+                })
+            })
+            .collect::<Option<Vec<_>>>()
+            .unwrap_or_default();
+        if v.overhead != bench {
             r.problems
-                .push(format!("result of {:?}, not {bench}", v["overhead"]));
+                .push(format!("result of {:?}, not {bench}", v.overhead));
         }
-        let loaded = v["vmfair_loaded"].as_bool();
-        if loaded != Some(config == "vmfair") {
+        if v.vmfair_loaded != (config == "vmfair") {
             r.problems.push(format!(
-                "vmfair_loaded is {loaded:?} under configuration {config}"
+                "vmfair_loaded is {} under configuration {config}",
+                v.vmfair_loaded
             ));
         }
         if r.metrics.is_empty() || r.metrics.iter().any(|m| !m.value.is_finite()) {
@@ -103,12 +116,31 @@ impl RunRec {
     }
 }
 
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.as_str().map(str::to_string))
-        .collect()
+/// The guest's result line (`Output` of `selftests/vmfair-run/src/overhead.rs`), as far as
+/// the report reads it; a line without one of these keys is unreadable.
+#[derive(Deserialize)]
+struct GuestLine {
+    overhead: String,
+    valid: bool,
+    problems: Vec<String>,
+    attempts: u32,
+    vmfair_loaded: bool,
+    grouped: Option<bool>,
+    #[serde(default)]
+    groups: Vec<String>,
+    kernel: String,
+    elapsed_s: f64,
+    samples: u64,
+    metrics: Vec<GuestMetric>,
+}
+
+/// A figure of a guest line: `value` is null when it was not a number.
+#[derive(Deserialize)]
+struct GuestMetric {
+    name: String,
+    unit: String,
+    kind: String,
+    value: Option<f64>,
 }
 
 /// A figure over the valid runs of one configuration.
@@ -520,13 +552,16 @@ pub fn json(meta: &Meta, rows: &[Row], runs: &[RunRec]) -> Result<String> {
     Ok(serde_json::to_string_pretty(&v)? + "\n")
 }
 
-/// The runs of an `overhead.json`, to redraw the report.
-pub fn runs_of(text: &str) -> Result<Vec<RunRec>> {
-    let v: Value = serde_json::from_str(text)?;
-    if !v["runs"].is_array() {
-        bail!("no runs in this file");
-    }
-    Ok(serde_json::from_value(v["runs"].clone())?)
+/// What `--report` reads back from an `overhead.json` (written by [`json`]).
+#[derive(Debug, Deserialize)]
+pub struct Saved {
+    pub meta: Meta,
+    pub runs: Vec<RunRec>,
+}
+
+/// The set-up and runs of an `overhead.json`, to redraw the report.
+pub fn read_saved(text: &str) -> Result<Saved> {
+    Ok(serde_json::from_str(text)?)
 }
 
 #[cfg(test)]
@@ -582,6 +617,19 @@ mod tests {
         assert!(!junk.valid && junk.problems[0].contains("unreadable"));
         let invalid = line("pipe", false, 1.0).replace("\"valid\":true", "\"valid\":false");
         assert!(!RunRec::from_guest(&invalid, "pipe", "pipe", "off", 1, "b").valid);
+        // A line without a key the report needs is unreadable, not a run of zeros.
+        let no_kernel = line("pipe", false, 1.0).replace("\"kernel\":\"7.3.4\",", "");
+        assert_ne!(no_kernel, line("pipe", false, 1.0));
+        let r = RunRec::from_guest(&no_kernel, "pipe", "pipe", "off", 1, "b");
+        assert!(!r.valid && r.problems[0].contains("unreadable"), "{r:?}");
+        // A figure the guest wrote as null: no figures, the guest's own problem kept.
+        let null = line("pipe", false, 1.0)
+            .replace("\"value\":1.0}", "\"value\":null}")
+            .replace("\"problems\":[]", "\"problems\":[\"t is not a number\"]");
+        assert!(null.contains("\"value\":null"), "{null}");
+        let r = RunRec::from_guest(&null, "pipe", "pipe", "off", 1, "b");
+        assert!(r.metrics.is_empty(), "{r:?}");
+        assert_eq!(r.problems, ["t is not a number", "no figures"]);
     }
 
     #[test]
@@ -657,8 +705,11 @@ mod tests {
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("a: t") && !svg.contains("a: n"));
         let j = json(&meta, &rows, &runs).unwrap();
-        assert_eq!(runs_of(&j).unwrap(), runs);
-        assert!(runs_of("{}").is_err());
+        assert_eq!(read_saved(&j).unwrap().runs, runs);
+        assert!(read_saved("{}").is_err());
+        // The set-up is read back too; a file without it is an error.
+        let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+        assert!(read_saved(&serde_json::json!({"runs": v["runs"]}).to_string()).is_err());
         assert_eq!(num(1234.5), "1234");
         assert_eq!(generic_group("/vmgroup-12"), "/vmgroup-N");
         assert_eq!(generic_group("/autogroup-3"), "/autogroup-N");
