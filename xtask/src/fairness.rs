@@ -291,11 +291,6 @@ pub fn settle_time(
         .map(|q| q.t_s - t_ev)
 }
 
-/// Colours of the series lines.
-const COLOURS: [&str; 8] = [
-    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
-];
-
 /// A plot of every VM's CPU share over the window (rolling [`ROLLING_S`] averages of the time
 /// series), with each event as a vertical line and, for vmfair scenarios, each VM's final
 /// entitlement as a dashed line. None if the result has no time series.
@@ -316,11 +311,7 @@ pub fn series_svg(scn: &Scenario, res: &ScenarioResult) -> Option<String> {
     let x = |v: f64| l + pw * v / tmax;
     let y = |v: f64| t + ph * (1.0 - v / ymax);
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+    crate::svg::start(&mut s, w, h, 12, false);
     let _ = writeln!(
         s,
         r#"<text x="{l}" y="20" font-size="14">{}: CPU per VM ({ROLLING_S} s rolling), policy {}</text>"#,
@@ -370,7 +361,7 @@ pub fn series_svg(scn: &Scenario, res: &ScenarioResult) -> Option<String> {
     }
     let ent = entitlements(scn);
     for (i, g) in vms.iter().enumerate() {
-        let c = COLOURS[i % COLOURS.len()];
+        let c = crate::svg::COLORS[i % crate::svg::COLORS.len()];
         let mut pts = String::new();
         for q in g.series.iter().filter(|q| q.t_s >= ROLLING_S - 1e-6) {
             if let Some((cpu, secs)) = series_span(&g.series, q.t_s - ROLLING_S, q.t_s) {

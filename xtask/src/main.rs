@@ -17,7 +17,9 @@ mod scale;
 mod scenario;
 mod selftest;
 mod source;
+mod stats;
 mod stress;
+mod svg;
 mod toolchain;
 mod util;
 
@@ -217,7 +219,7 @@ fn real_main() -> Result<()> {
 /// The main job: the short version of the study's experiment
 /// (`qemu-test/experiments/demo.toml`) into `results/demo/`.
 fn demo(ctx: &Ctx) -> Result<()> {
-    // The short version of the study's sweep (xtask/src/experiment.rs).
+    // The short version of the study's sweep (xtask/src/experiment/).
     let file = ctx.root.join("qemu-test/experiments/demo.toml");
     let out: &Path = &experiment::run(ctx, &file, false)?;
     info(&format!("results in {}", out.display()));

@@ -489,11 +489,8 @@ pub fn cmd(ctx: &Ctx, args: &[String]) -> Result<String> {
     if a.report_only {
         let file = out.join("overhead.json");
         let text = util::read(&file)?;
-        let runs = report::runs_of(&text)?;
-        let v: serde_json::Value = serde_json::from_str(&text)?;
-        let meta: Meta = serde_json::from_value(v["meta"].clone())
-            .with_context(|| format!("no meta in {}", file.display()))?;
-        return write_outputs(&out, &meta, &runs, true);
+        let saved = report::read_saved(&text).with_context(|| file.display().to_string())?;
+        return write_outputs(&out, &saved.meta, &saved.runs, true);
     }
     let t0 = Instant::now();
     let variants: Vec<&'static Variant> = VARIANTS

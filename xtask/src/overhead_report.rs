@@ -2,9 +2,9 @@
 //! kernel, `report.md`, `figure.svg` and the worst ratio
 //! (`Documentation/vmfair/performance.rst`).
 
-use anyhow::{bail, Result};
+use crate::svg::{self, esc};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -68,30 +68,44 @@ impl RunRec {
             samples: 0,
             metrics: vec![],
         };
-        let v: Value = match serde_json::from_str(line) {
+        let v: GuestLine = match serde_json::from_str(line) {
             Ok(v) => v,
             Err(e) => {
                 r.problems.push(format!("unreadable result line: {e}"));
                 return r;
             }
         };
-        r.valid = v["valid"].as_bool() == Some(true);
-        r.problems = strings(&v["problems"]);
-        r.attempts = v["attempts"].as_u64().unwrap_or(0) as u32;
-        r.grouped = v["grouped"].as_bool();
-        r.groups = strings(&v["groups"]);
-        r.kernel = v["kernel"].as_str().unwrap_or("?").into();
-        r.elapsed_s = v["elapsed_s"].as_f64().unwrap_or(0.0);
-        r.samples = v["samples"].as_u64().unwrap_or(0);
-        r.metrics = serde_json::from_value(v["metrics"].clone()).unwrap_or_default();
-        if v["overhead"].as_str() != Some(bench) {
+        r.valid = v.valid;
+        r.problems = v.problems;
+        r.attempts = v.attempts;
+        r.grouped = v.grouped;
+        r.groups = v.groups;
+        r.kernel = v.kernel;
+        r.elapsed_s = v.elapsed_s;
+        r.samples = v.samples;
+        // A figure the guest could not compute is written as null: then the
+        // run has no figures (below), as the guest's problems say why.
+        r.metrics = v
+            .metrics
+            .into_iter()
+            .map(|m| {
+                Some(MetricRec {
+                    name: m.name,
+                    unit: m.unit,
+                    kind: m.kind,
+                    value: m.value?,
+                })
+            })
+            .collect::<Option<Vec<_>>>()
+            .unwrap_or_default();
+        if v.overhead != bench {
             r.problems
-                .push(format!("result of {:?}, not {bench}", v["overhead"]));
+                .push(format!("result of {:?}, not {bench}", v.overhead));
         }
-        let loaded = v["vmfair_loaded"].as_bool();
-        if loaded != Some(config == "vmfair") {
+        if v.vmfair_loaded != (config == "vmfair") {
             r.problems.push(format!(
-                "vmfair_loaded is {loaded:?} under configuration {config}"
+                "vmfair_loaded is {} under configuration {config}",
+                v.vmfair_loaded
             ));
         }
         if r.metrics.is_empty() || r.metrics.iter().any(|m| !m.value.is_finite()) {
@@ -102,49 +116,35 @@ impl RunRec {
     }
 }
 
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.as_str().map(str::to_string))
-        .collect()
+/// The guest's result line (`Output` of `selftests/vmfair-run/src/overhead.rs`), as far as
+/// the report reads it; a line without one of these keys is unreadable.
+#[derive(Deserialize)]
+struct GuestLine {
+    overhead: String,
+    valid: bool,
+    problems: Vec<String>,
+    attempts: u32,
+    vmfair_loaded: bool,
+    grouped: Option<bool>,
+    #[serde(default)]
+    groups: Vec<String>,
+    kernel: String,
+    elapsed_s: f64,
+    samples: u64,
+    metrics: Vec<GuestMetric>,
 }
 
-/// Percentile `p` (0..=100) of ascending `s`, linear between closest ranks.
-pub fn percentile(s: &[f64], p: f64) -> f64 {
-    let rank = p / 100.0 * (s.len() - 1) as f64;
-    let (lo, hi) = (rank.floor() as usize, rank.ceil() as usize);
-    s[lo] + (s[hi] - s[lo]) * (rank - lo as f64)
+/// A figure of a guest line: `value` is null when it was not a number.
+#[derive(Deserialize)]
+struct GuestMetric {
+    name: String,
+    unit: String,
+    kind: String,
+    value: Option<f64>,
 }
 
 /// A figure over the valid runs of one configuration.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-pub struct Stat {
-    pub n: usize,
-    pub median: f64,
-    pub min: f64,
-    pub max: f64,
-    pub q1: f64,
-    pub q3: f64,
-}
-
-impl Stat {
-    pub fn of(xs: &[f64]) -> Option<Stat> {
-        if xs.is_empty() {
-            return None;
-        }
-        let mut s = xs.to_vec();
-        s.sort_by(f64::total_cmp);
-        Some(Stat {
-            n: s.len(),
-            median: percentile(&s, 50.0),
-            min: s[0],
-            max: s[s.len() - 1],
-            q1: percentile(&s, 25.0),
-            q3: percentile(&s, 75.0),
-        })
-    }
-}
+pub use crate::stats::Quartiles as Stat;
 
 /// `value` against `base` so that above 1 is worse: cost `value / base`,
 /// rate `base / value`; none for context figures.
@@ -458,12 +458,6 @@ pub fn generic_group(g: &str) -> String {
     g.to_string()
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
 /// `figure.svg`: for every compared figure, the median ratio to the baseline
 /// of `off` and `vmfair` as bars, whiskers from the runs' min and max, a line
 /// at 1.
@@ -488,11 +482,7 @@ pub fn figure_svg(rows: &[Row]) -> String {
     }
     let x = |v: f64| left + plot_w * (v.clamp(0.0, hi) / hi);
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
+    svg::start(&mut s, w, h, 12, true);
     let _ = writeln!(
         s,
         r#"<text x="{left}" y="20" font-size="14">Cost relative to the baseline (above 1 is worse)</text>"#
@@ -562,13 +552,16 @@ pub fn json(meta: &Meta, rows: &[Row], runs: &[RunRec]) -> Result<String> {
     Ok(serde_json::to_string_pretty(&v)? + "\n")
 }
 
-/// The runs of an `overhead.json`, to redraw the report.
-pub fn runs_of(text: &str) -> Result<Vec<RunRec>> {
-    let v: Value = serde_json::from_str(text)?;
-    if !v["runs"].is_array() {
-        bail!("no runs in this file");
-    }
-    Ok(serde_json::from_value(v["runs"].clone())?)
+/// What `--report` reads back from an `overhead.json` (written by [`json`]).
+#[derive(Debug, Deserialize)]
+pub struct Saved {
+    pub meta: Meta,
+    pub runs: Vec<RunRec>,
+}
+
+/// The set-up and runs of an `overhead.json`, to redraw the report.
+pub fn read_saved(text: &str) -> Result<Saved> {
+    Ok(serde_json::from_str(text)?)
 }
 
 #[cfg(test)]
@@ -624,6 +617,19 @@ mod tests {
         assert!(!junk.valid && junk.problems[0].contains("unreadable"));
         let invalid = line("pipe", false, 1.0).replace("\"valid\":true", "\"valid\":false");
         assert!(!RunRec::from_guest(&invalid, "pipe", "pipe", "off", 1, "b").valid);
+        // A line without a key the report needs is unreadable, not a run of zeros.
+        let no_kernel = line("pipe", false, 1.0).replace("\"kernel\":\"7.3.4\",", "");
+        assert_ne!(no_kernel, line("pipe", false, 1.0));
+        let r = RunRec::from_guest(&no_kernel, "pipe", "pipe", "off", 1, "b");
+        assert!(!r.valid && r.problems[0].contains("unreadable"), "{r:?}");
+        // A figure the guest wrote as null: no figures, the guest's own problem kept.
+        let null = line("pipe", false, 1.0)
+            .replace("\"value\":1.0}", "\"value\":null}")
+            .replace("\"problems\":[]", "\"problems\":[\"t is not a number\"]");
+        assert!(null.contains("\"value\":null"), "{null}");
+        let r = RunRec::from_guest(&null, "pipe", "pipe", "off", 1, "b");
+        assert!(r.metrics.is_empty(), "{r:?}");
+        assert_eq!(r.problems, ["t is not a number", "no figures"]);
     }
 
     #[test]
@@ -699,8 +705,11 @@ mod tests {
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("a: t") && !svg.contains("a: n"));
         let j = json(&meta, &rows, &runs).unwrap();
-        assert_eq!(runs_of(&j).unwrap(), runs);
-        assert!(runs_of("{}").is_err());
+        assert_eq!(read_saved(&j).unwrap().runs, runs);
+        assert!(read_saved("{}").is_err());
+        // The set-up is read back too; a file without it is an error.
+        let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+        assert!(read_saved(&serde_json::json!({"runs": v["runs"]}).to_string()).is_err());
         assert_eq!(num(1234.5), "1234");
         assert_eq!(generic_group("/vmgroup-12"), "/vmgroup-N");
         assert_eq!(generic_group("/autogroup-3"), "/autogroup-N");

@@ -338,32 +338,36 @@ fn scenario_smoke(ctx: &Ctx, built: &Built, base: &Path, t: &mut Tally) {
                 continue;
             };
             scenario::print_table(&meta.name, &v);
-            // The result must parse with the contract's own types.
-            if let Err(e) = vmfair_scenario::ScenarioResult::from_json_str(&v.to_string()) {
-                last = format!("result does not follow the contract: {e}");
-                break;
-            }
-            if !v["valid"].as_bool().unwrap_or(false) {
-                last = format!("invalid run (test bed): {}", v["problems"]);
+            // The result must parse with the contract's own types; it is read through them.
+            let res = match vmfair_scenario::ScenarioResult::from_json_str(&v.to_string()) {
+                Ok(res) => res,
+                Err(e) => {
+                    last = format!("result does not follow the contract: {e}");
+                    break;
+                }
+            };
+            if !res.valid {
+                last = format!("invalid run (test bed): {:?}", res.problems);
                 info(&format!("attempt {attempt}: {last}; rerunning"));
                 continue;
             }
-            let groups = v["groups"].as_array().cloned().unwrap_or_default();
-            let bad: Vec<String> = groups
+            let bad: Vec<String> = res
+                .groups
                 .iter()
-                .filter(|g| {
-                    !(g["cpu_s"].as_f64().unwrap_or(0.0) > 0.0
-                        && g["work"].as_f64().unwrap_or(0.0) > 0.0)
-                })
+                .filter(|g| !(g.cpu_s > 0.0 && g.work > 0))
                 .map(|g| {
                     format!(
-                        "{}#{} cpu_s={} work={}",
-                        g["name"], g["instance"], g["cpu_s"], g["work"]
+                        "{:?}#{} cpu_s={} work={}",
+                        g.name, g.instance, g.cpu_s, g.work
                     )
                 })
                 .collect();
             let expected: u32 = meta.vms;
-            let vms = groups.iter().filter(|g| g["kind"] == "vm").count() as u32;
+            let vms = res
+                .groups
+                .iter()
+                .filter(|g| g.kind == vmfair_scenario::GroupKind::Vm)
+                .count() as u32;
             if vms != expected {
                 last = format!("{vms} VM results, expected {expected}");
             } else if !bad.is_empty() {

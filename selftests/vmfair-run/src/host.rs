@@ -9,6 +9,9 @@ use crate::vmm::busy_loop;
 use crate::Opts;
 use std::sync::Arc;
 
+/// Options of `vmfair-run host`.
+pub const OPTIONS: &[&str] = &["name", "threads", "nice", "mem-file"];
+
 /// Runs the host process; returns the exit status.
 pub fn main(opts: &Opts) -> Result<i32, String> {
     let name = opts.get("name").unwrap_or("host").to_string();

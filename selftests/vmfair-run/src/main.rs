@@ -160,26 +160,8 @@ fn real_main() -> i32 {
                 _ => usage_error("overhead takes a benchmark name"),
             }
         }
-        "vmm" => (
-            Opts::parse(
-                rest,
-                &[
-                    "name",
-                    "vcpus",
-                    "load",
-                    "io-threads",
-                    "nice",
-                    "mem-file",
-                    "tick-hz",
-                    "burst-us",
-                ],
-            ),
-            vmm::main,
-        ),
-        "host" => (
-            Opts::parse(rest, &["name", "threads", "nice", "mem-file"]),
-            host::main,
-        ),
+        "vmm" => (Opts::parse(rest, vmm::OPTIONS), vmm::main),
+        "host" => (Opts::parse(rest, host::OPTIONS), host::main),
         "scale" => (Opts::parse(rest, scale::OPTIONS), scale::main),
         "stress" => (Opts::parse(rest, stress::OPTIONS), stress::main),
         "peers" => (Opts::parse(rest, peers::OPTIONS), peers::main),

@@ -156,6 +156,18 @@ pub fn busy_loop(counter: &std::sync::atomic::AtomicU64) {
     }
 }
 
+/// Options of `vmfair-run vmm`.
+pub const OPTIONS: &[&str] = &[
+    "name",
+    "vcpus",
+    "load",
+    "io-threads",
+    "nice",
+    "mem-file",
+    "tick-hz",
+    "burst-us",
+];
+
 /// Runs the VMM; returns the exit status.
 pub fn main(opts: &Opts) -> Result<i32, String> {
     let name = opts.get("name").unwrap_or("vm").to_string();

@@ -1,0 +1,190 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The scenario file: its tables and their defaults (see the crate documentation).
+
+use crate::values::{Load, Policy, SysctlValue};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A scenario file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Scenario name; also the result file name.
+    pub name: String,
+    /// CPUs of the guest (QEMU `-smp`).
+    #[serde(default = "default_guest_cpus")]
+    pub guest_cpus: u32,
+    /// Measurement window in seconds, after the warm-up.
+    pub duration_s: f64,
+    /// Warm-up in seconds, after all VMs run and before the window.
+    #[serde(default = "default_warmup_s")]
+    pub warmup_s: f64,
+    /// Grouping policy.
+    #[serde(default = "default_policy")]
+    pub policy: Policy,
+    /// Sysctls written after the policy is set up, e.g. `"kernel.vmfair.enabled" = "1"`.
+    #[serde(default)]
+    pub sysctl: BTreeMap<String, SysctlValue>,
+    /// The VMs (`[[vm]]`).
+    #[serde(default)]
+    pub vm: Vec<VmSpec>,
+    /// Ordinary host processes competing with the VMs (`[[host]]`).
+    #[serde(default)]
+    pub host: Vec<HostSpec>,
+    /// Addition: sample period of the time series in milliseconds, 0 = no time series.
+    #[serde(default)]
+    pub sample_ms: u32,
+    /// Addition: run-time events inside the window (`[[event]]`), in order of `at_s`.
+    #[serde(default)]
+    pub event: Vec<EventSpec>,
+}
+
+/// What an `[[event]]` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventAction {
+    /// Set the per-VM weight of every instance of `vm` to `value` (vmfair's per-VM weight, or
+    /// `cpu.weight` under policy cgroup).
+    Weight,
+    /// `modprobe vmfair` while the VMs run.
+    Modprobe,
+    /// `rmmod vmfair` while the VMs run.
+    Rmmod,
+    /// Write `value` to sysctl `key`.
+    Sysctl,
+}
+
+impl EventAction {
+    /// The name used in scenario files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventAction::Weight => "weight",
+            EventAction::Modprobe => "modprobe",
+            EventAction::Rmmod => "rmmod",
+            EventAction::Sysctl => "sysctl",
+        }
+    }
+}
+
+impl fmt::Display for EventAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One `[[event]]` entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventSpec {
+    /// Seconds into the measurement window.
+    pub at_s: f64,
+    /// What happens.
+    pub action: EventAction,
+    /// `weight`: the `[[vm]]` entry whose instances change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm: Option<String>,
+    /// `sysctl`: the dotted sysctl name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// `weight`: the new weight; `sysctl`: the value written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<SysctlValue>,
+}
+
+/// One `[[vm]]` entry: `count` identical VM instances, each one VMM process.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmSpec {
+    /// Name of the VM (instances are numbered 0..count).
+    pub name: String,
+    /// Identical instances.
+    #[serde(default = "one")]
+    pub count: u32,
+    /// vCPUs per instance, each its own thread.
+    #[serde(default = "one")]
+    pub vcpus: u32,
+    /// Guest load.
+    #[serde(default = "default_load")]
+    pub load: Load,
+    /// Per-VM weight (vmfair per-VM weight, or `cpu.weight` under policy cgroup).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Nice of all the VMM's threads.
+    #[serde(default)]
+    pub nice: i32,
+    /// Extra busy non-vCPU threads in the VMM process.
+    #[serde(default)]
+    pub io_threads: u32,
+    /// idle/bursty: guest timer rate in Hz.
+    #[serde(default = "default_tick_hz")]
+    pub tick_hz: u32,
+    /// idle/bursty: guest work per tick in microseconds.
+    #[serde(default = "default_burst_us")]
+    pub burst_us: u32,
+    /// Addition: place each instance's VMM by hand into its own cpu cgroup with this `cpu.max`
+    /// (`"max"` or `"QUOTA PERIOD"`, microseconds), whatever the policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_max: Option<String>,
+}
+
+/// Whether `s` is a valid cgroup v2 `cpu.max` value: `max` or `QUOTA PERIOD` with
+/// QUOTA 1000.. and PERIOD 1000..=1000000 (µs), either optionally `max [PERIOD]`.
+pub fn valid_cpu_max(s: &str) -> bool {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    let period_ok = |p: &str| {
+        p.parse::<u64>()
+            .is_ok_and(|v| (1000..=1_000_000).contains(&v))
+    };
+    match parts.as_slice() {
+        ["max"] => true,
+        ["max", p] => period_ok(p),
+        [q, p] => q.parse::<u64>().is_ok_and(|v| v >= 1000) && period_ok(p),
+        _ => false,
+    }
+}
+
+/// One `[[host]]` entry: `count` ordinary processes with `threads` busy threads each.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSpec {
+    /// Name of the process group (instances are numbered 0..count).
+    pub name: String,
+    /// Identical processes.
+    #[serde(default = "one")]
+    pub count: u32,
+    /// Busy threads per process.
+    #[serde(default = "one")]
+    pub threads: u32,
+    /// Load; only `busy` is supported for host processes.
+    #[serde(default = "default_load")]
+    pub load: Load,
+    /// Nice of the process's threads.
+    #[serde(default)]
+    pub nice: i32,
+}
+
+fn default_guest_cpus() -> u32 {
+    2
+}
+fn default_warmup_s() -> f64 {
+    3.0
+}
+fn default_policy() -> Policy {
+    Policy::Stock
+}
+fn one() -> u32 {
+    1
+}
+fn default_load() -> Load {
+    Load::Busy
+}
+fn default_weight() -> u32 {
+    100
+}
+fn default_tick_hz() -> u32 {
+    250
+}
+fn default_burst_us() -> u32 {
+    50
+}
