@@ -177,6 +177,7 @@ pub fn peers() -> Vec<Peer> {
         kvm("system_counter_offset_test", 60, "counter offsets"),
         kvm("vm_types_test", 60, "VM types"),
         kvm("pre_fault_memory_test", 60, "KVM_PRE_FAULT_MEMORY"),
+        kvm("guest_memfd_test", 60, "guest_memfd: private guest memory"),
     ];
     v.extend(X86.iter().map(|t| kvm(t, 60, "x86")));
     v
