@@ -8,7 +8,7 @@
 
 #[kernel::macros::kunit_tests(vmfair_policy)]
 mod policy_tests {
-    use crate::policy::*;
+    use crate::policy::cases::*;
     use kernel::prelude::*;
 
     #[test]

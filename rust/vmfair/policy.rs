@@ -290,341 +290,348 @@ pub fn entitlement_ucpu<S: ShareSlots + ?Sized>(cpus_ucpu: u64, vms: &[(u64, u32
     }
 }
 
-/// One entitlement test case: `cpus` CPUs (in micro-CPUs) among `vms`, expected `expect`.
-pub struct EntitlementCase {
-    /// What the case shows.
-    pub name: &'static str,
-    /// CPUs to share, in micro-CPUs.
-    pub cpus_ucpu: u64,
-    /// `(effective weight, busy threads)` per VM.
-    pub vms: &'static [(u64, u32)],
-    /// Expected entitlement per VM, in micro-CPUs (exact: the cases avoid rounding).
-    pub expect: &'static [u64],
-}
+/// Case tables and their checks, walked by the host crate's `cargo test` and by the module's
+/// KUnit suites: one set of cases for both.
+#[cfg(any(test, CONFIG_KUNIT))]
+pub mod cases {
+    use super::*;
 
-const U: u64 = UCPU;
-
-/// Cases shared by the host tests and the KUnit suite. The first ones are the acceptance points
-/// of issue 3 (two guest CPUs).
-pub const ENTITLEMENT_CASES: &[EntitlementCase] = &[
-    EntitlementCase {
-        name: "1 busy vCPU beside 4 busy vCPUs, equal weights",
-        cpus_ucpu: 2 * U,
-        vms: &[(100, 1), (100, 4)],
-        expect: &[U, U],
-    },
-    EntitlementCase {
-        name: "1, 2, 4 and 8 busy vCPUs, equal weights",
-        cpus_ucpu: 2 * U,
-        vms: &[(100, 1), (100, 2), (100, 4), (100, 8)],
-        expect: &[U / 2, U / 2, U / 2, U / 2],
-    },
-    EntitlementCase {
-        name: "weights 100 and 300, 2 busy vCPUs each",
-        cpus_ucpu: 2 * U,
-        vms: &[(100, 2), (300, 2)],
-        expect: &[U / 2, 3 * U / 2],
-    },
-    EntitlementCase {
-        name: "1 vCPU + 3 I/O threads count as one VM",
-        cpus_ucpu: 2 * U,
-        vms: &[(100, 4), (100, 1)],
-        expect: &[U, U],
-    },
-    EntitlementCase {
-        name: "capped VM leaves its rest to the others by weight",
-        cpus_ucpu: 4 * U,
-        vms: &[(300, 1), (100, 8), (300, 8)],
-        expect: &[U, 3 * U / 4, 9 * U / 4],
-    },
-    EntitlementCase {
-        name: "caps below capacity: everyone gets its cap",
-        cpus_ucpu: 8 * U,
-        vms: &[(100, 1), (10000, 2)],
-        expect: &[U, 2 * U],
-    },
-    EntitlementCase {
-        name: "idle or weightless VMs get nothing",
-        cpus_ucpu: 2 * U,
-        vms: &[(100, 0), (0, 4), (100, 4)],
-        expect: &[0, 0, 2 * U],
-    },
-    EntitlementCase {
-        name: "heavy weight capped at one CPU",
-        cpus_ucpu: 2 * U,
-        vms: &[(10000, 1), (1, 4)],
-        expect: &[U, U],
-    },
-    EntitlementCase {
-        name: "per-vCPU mode weights (100 x 1, 100 x 3)",
-        cpus_ucpu: 2 * U,
-        vms: &[(100, 1), (300, 3)],
-        expect: &[U / 2, 3 * U / 2],
-    },
-    EntitlementCase {
-        name: "no VMs",
-        cpus_ucpu: 2 * U,
-        vms: &[],
-        expect: &[],
-    },
-];
-
-/// Runs one case; on a mismatch returns the index of the first wrong VM.
-pub fn check_entitlement_case(c: &EntitlementCase) -> Result<(), usize> {
-    let mut out = [0u64; 8];
-    let out = &mut out[..c.vms.len()];
-    entitlement_ucpu(c.cpus_ucpu, c.vms, out);
-    let mut sum = 0u64;
-    for (i, (&got, &want)) in out.iter().zip(c.expect).enumerate() {
-        if got != want {
-            return Err(i);
-        }
-        sum += got;
+    /// One entitlement test case: `cpus` CPUs (in micro-CPUs) among `vms`, expected `expect`.
+    pub struct EntitlementCase {
+        /// What the case shows.
+        pub name: &'static str,
+        /// CPUs to share, in micro-CPUs.
+        pub cpus_ucpu: u64,
+        /// `(effective weight, busy threads)` per VM.
+        pub vms: &'static [(u64, u32)],
+        /// Expected entitlement per VM, in micro-CPUs (exact: the cases avoid rounding).
+        pub expect: &'static [u64],
     }
-    if sum > c.cpus_ucpu {
-        return Err(c.vms.len());
-    }
-    Ok(())
-}
 
-/// One parsing test case: `input` to [`parse_weight`] and what it must return.
-pub struct WeightParseCase {
-    /// The bytes written to the file.
-    pub input: &'static [u8],
-    /// The expected outcome.
-    pub expect: Result<u32, ParseError>,
-}
+    const U: u64 = UCPU;
 
-/// Weight parsing cases shared by the host tests and the KUnit suite.
-pub const WEIGHT_PARSE_CASES: &[WeightParseCase] = &[
-    WeightParseCase {
-        input: b"100",
-        expect: Ok(100),
-    },
-    WeightParseCase {
-        input: b"1\n",
-        expect: Ok(1),
-    },
-    WeightParseCase {
-        input: b"  10000\n",
-        expect: Ok(10000),
-    },
-    WeightParseCase {
-        input: b"0",
-        expect: Err(ParseError::OutOfRange),
-    },
-    WeightParseCase {
-        input: b"10001",
-        expect: Err(ParseError::OutOfRange),
-    },
-    WeightParseCase {
-        input: b"4294967295",
-        expect: Err(ParseError::OutOfRange),
-    },
-    WeightParseCase {
-        input: b"4294967296",
-        expect: Err(ParseError::Overflow),
-    },
-    WeightParseCase {
-        input: b"99999999999999999999",
-        expect: Err(ParseError::Overflow),
-    },
-    WeightParseCase {
-        input: b"-5",
-        expect: Err(ParseError::Malformed),
-    },
-    WeightParseCase {
-        input: b"+5",
-        expect: Err(ParseError::Malformed),
-    },
-    WeightParseCase {
-        input: b"12a",
-        expect: Err(ParseError::Malformed),
-    },
-    WeightParseCase {
-        input: b"1 2",
-        expect: Err(ParseError::Malformed),
-    },
-    WeightParseCase {
-        input: b"0x10",
-        expect: Err(ParseError::Malformed),
-    },
-    WeightParseCase {
-        input: b"",
-        expect: Err(ParseError::Empty),
-    },
-    WeightParseCase {
-        input: b" \n",
-        expect: Err(ParseError::Empty),
-    },
-];
-
-/// Runs one parsing case.
-pub fn check_weight_parse_case(c: &WeightParseCase) -> bool {
-    parse_weight(c.input) == c.expect
-}
-
-/// One `vm_weight` parsing case: `input` to [`parse_pid_weight`] and what it must return.
-pub struct PidWeightCase {
-    /// The bytes written to the file.
-    pub input: &'static [u8],
-    /// The expected outcome.
-    pub expect: Result<(u32, u32), ParseError>,
-}
-
-/// `vm_weight` parsing cases shared by the host tests and the KUnit suite.
-pub const PID_WEIGHT_CASES: &[PidWeightCase] = &[
-    PidWeightCase {
-        input: b"1234 300\n",
-        expect: Ok((1234, 300)),
-    },
-    PidWeightCase {
-        input: b"  1\t10000 ",
-        expect: Ok((1, 10000)),
-    },
-    PidWeightCase {
-        input: b"4194304 1",
-        expect: Ok((PID_MAX, 1)),
-    },
-    PidWeightCase {
-        input: b"4194305 100",
-        expect: Err(ParseError::OutOfRange),
-    },
-    PidWeightCase {
-        input: b"0 100",
-        expect: Err(ParseError::OutOfRange),
-    },
-    PidWeightCase {
-        input: b"1234 0",
-        expect: Err(ParseError::OutOfRange),
-    },
-    PidWeightCase {
-        input: b"1234 10001",
-        expect: Err(ParseError::OutOfRange),
-    },
-    PidWeightCase {
-        input: b"99999999999 100",
-        expect: Err(ParseError::Overflow),
-    },
-    PidWeightCase {
-        input: b"1234 99999999999",
-        expect: Err(ParseError::Overflow),
-    },
-    PidWeightCase {
-        input: b"1234",
-        expect: Err(ParseError::Malformed),
-    },
-    PidWeightCase {
-        input: b"1234 300 7",
-        expect: Err(ParseError::Malformed),
-    },
-    PidWeightCase {
-        input: b"-1 300",
-        expect: Err(ParseError::Malformed),
-    },
-    PidWeightCase {
-        input: b"abc 300",
-        expect: Err(ParseError::Malformed),
-    },
-    PidWeightCase {
-        input: b"1234 3x",
-        expect: Err(ParseError::Malformed),
-    },
-    PidWeightCase {
-        input: b" \n",
-        expect: Err(ParseError::Empty),
-    },
-];
-
-/// Runs one `vm_weight` parsing case.
-pub fn check_pid_weight_case(c: &PidWeightCase) -> bool {
-    parse_pid_weight(c.input) == c.expect
-}
-
-/// One shares test case: `(mode, weight, vcpus)` and the expected group shares.
-pub struct SharesCase {
-    /// Share mode.
-    pub mode: ShareMode,
-    /// Per-VM weight.
-    pub weight: u32,
-    /// vCPU count.
-    pub vcpus: u32,
-    /// Expected shares (nice-0 = 1024).
-    pub expect: u64,
-}
-
-/// Weight-to-shares cases shared by the host tests and the KUnit suite.
-pub const SHARES_CASES: &[SharesCase] = &[
-    SharesCase {
-        mode: ShareMode::PerVm,
-        weight: 100,
-        vcpus: 4,
-        expect: 1024,
-    },
-    SharesCase {
-        mode: ShareMode::PerVm,
-        weight: 300,
-        vcpus: 1,
-        expect: 3072,
-    },
-    SharesCase {
-        mode: ShareMode::PerVm,
-        weight: 1,
-        vcpus: 1,
-        expect: 10,
-    },
-    SharesCase {
-        mode: ShareMode::PerVm,
-        weight: 10000,
-        vcpus: 1,
-        expect: 102400,
-    },
-    SharesCase {
-        mode: ShareMode::PerVcpu,
-        weight: 100,
-        vcpus: 4,
-        expect: 4096,
-    },
-    SharesCase {
-        mode: ShareMode::PerVcpu,
-        weight: 100,
-        vcpus: 0,
-        expect: 1024,
-    },
-    SharesCase {
-        mode: ShareMode::PerVcpu,
-        weight: 10000,
-        vcpus: 64,
-        expect: MAX_SHARES,
-    },
-];
-
-/// Runs one shares case.
-pub fn check_shares_case(c: &SharesCase) -> bool {
-    vm_shares(c.mode, c.weight, c.vcpus) == c.expect
-}
-
-/// Checks the share-mode and slice parsers; returns the number of the first failing check.
-pub fn check_misc() -> Result<(), u32> {
-    let checks = [
-        parse_share_mode(b"vm\n") == Ok(ShareMode::PerVm),
-        parse_share_mode(b"1") == Ok(ShareMode::PerVcpu),
-        parse_share_mode(b"vcpu") == Ok(ShareMode::PerVcpu),
-        parse_share_mode(b"2") == Err(ParseError::Malformed),
-        parse_share_mode(b"") == Err(ParseError::Empty),
-        ShareMode::from_sysctl(ShareMode::PerVcpu.as_sysctl()) == Some(ShareMode::PerVcpu),
-        ShareMode::from_sysctl(7).is_none(),
-        validate_slice_us(0) == Ok(0),
-        validate_slice_us(99) == Err(ParseError::OutOfRange),
-        validate_slice_us(3000) == Ok(3000),
-        validate_slice_us(100_001) == Err(ParseError::OutOfRange),
-        weight_to_shares(0) == MIN_SHARES,
-        weight_to_shares(u64::MAX) == MAX_SHARES,
+    /// Cases shared by the host tests and the KUnit suite. The first ones are the acceptance points
+    /// of issue 3 (two guest CPUs).
+    pub const ENTITLEMENT_CASES: &[EntitlementCase] = &[
+        EntitlementCase {
+            name: "1 busy vCPU beside 4 busy vCPUs, equal weights",
+            cpus_ucpu: 2 * U,
+            vms: &[(100, 1), (100, 4)],
+            expect: &[U, U],
+        },
+        EntitlementCase {
+            name: "1, 2, 4 and 8 busy vCPUs, equal weights",
+            cpus_ucpu: 2 * U,
+            vms: &[(100, 1), (100, 2), (100, 4), (100, 8)],
+            expect: &[U / 2, U / 2, U / 2, U / 2],
+        },
+        EntitlementCase {
+            name: "weights 100 and 300, 2 busy vCPUs each",
+            cpus_ucpu: 2 * U,
+            vms: &[(100, 2), (300, 2)],
+            expect: &[U / 2, 3 * U / 2],
+        },
+        EntitlementCase {
+            name: "1 vCPU + 3 I/O threads count as one VM",
+            cpus_ucpu: 2 * U,
+            vms: &[(100, 4), (100, 1)],
+            expect: &[U, U],
+        },
+        EntitlementCase {
+            name: "capped VM leaves its rest to the others by weight",
+            cpus_ucpu: 4 * U,
+            vms: &[(300, 1), (100, 8), (300, 8)],
+            expect: &[U, 3 * U / 4, 9 * U / 4],
+        },
+        EntitlementCase {
+            name: "caps below capacity: everyone gets its cap",
+            cpus_ucpu: 8 * U,
+            vms: &[(100, 1), (10000, 2)],
+            expect: &[U, 2 * U],
+        },
+        EntitlementCase {
+            name: "idle or weightless VMs get nothing",
+            cpus_ucpu: 2 * U,
+            vms: &[(100, 0), (0, 4), (100, 4)],
+            expect: &[0, 0, 2 * U],
+        },
+        EntitlementCase {
+            name: "heavy weight capped at one CPU",
+            cpus_ucpu: 2 * U,
+            vms: &[(10000, 1), (1, 4)],
+            expect: &[U, U],
+        },
+        EntitlementCase {
+            name: "per-vCPU mode weights (100 x 1, 100 x 3)",
+            cpus_ucpu: 2 * U,
+            vms: &[(100, 1), (300, 3)],
+            expect: &[U / 2, 3 * U / 2],
+        },
+        EntitlementCase {
+            name: "no VMs",
+            cpus_ucpu: 2 * U,
+            vms: &[],
+            expect: &[],
+        },
     ];
-    for (i, ok) in checks.iter().enumerate() {
-        if !ok {
-            return Err(i as u32);
+
+    /// Runs one case; on a mismatch returns the index of the first wrong VM.
+    pub fn check_entitlement_case(c: &EntitlementCase) -> Result<(), usize> {
+        let mut out = [0u64; 8];
+        let out = &mut out[..c.vms.len()];
+        entitlement_ucpu(c.cpus_ucpu, c.vms, out);
+        let mut sum = 0u64;
+        for (i, (&got, &want)) in out.iter().zip(c.expect).enumerate() {
+            if got != want {
+                return Err(i);
+            }
+            sum += got;
         }
+        if sum > c.cpus_ucpu {
+            return Err(c.vms.len());
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// One parsing test case: `input` to [`parse_weight`] and what it must return.
+    pub struct WeightParseCase {
+        /// The bytes written to the file.
+        pub input: &'static [u8],
+        /// The expected outcome.
+        pub expect: Result<u32, ParseError>,
+    }
+
+    /// Weight parsing cases shared by the host tests and the KUnit suite.
+    pub const WEIGHT_PARSE_CASES: &[WeightParseCase] = &[
+        WeightParseCase {
+            input: b"100",
+            expect: Ok(100),
+        },
+        WeightParseCase {
+            input: b"1\n",
+            expect: Ok(1),
+        },
+        WeightParseCase {
+            input: b"  10000\n",
+            expect: Ok(10000),
+        },
+        WeightParseCase {
+            input: b"0",
+            expect: Err(ParseError::OutOfRange),
+        },
+        WeightParseCase {
+            input: b"10001",
+            expect: Err(ParseError::OutOfRange),
+        },
+        WeightParseCase {
+            input: b"4294967295",
+            expect: Err(ParseError::OutOfRange),
+        },
+        WeightParseCase {
+            input: b"4294967296",
+            expect: Err(ParseError::Overflow),
+        },
+        WeightParseCase {
+            input: b"99999999999999999999",
+            expect: Err(ParseError::Overflow),
+        },
+        WeightParseCase {
+            input: b"-5",
+            expect: Err(ParseError::Malformed),
+        },
+        WeightParseCase {
+            input: b"+5",
+            expect: Err(ParseError::Malformed),
+        },
+        WeightParseCase {
+            input: b"12a",
+            expect: Err(ParseError::Malformed),
+        },
+        WeightParseCase {
+            input: b"1 2",
+            expect: Err(ParseError::Malformed),
+        },
+        WeightParseCase {
+            input: b"0x10",
+            expect: Err(ParseError::Malformed),
+        },
+        WeightParseCase {
+            input: b"",
+            expect: Err(ParseError::Empty),
+        },
+        WeightParseCase {
+            input: b" \n",
+            expect: Err(ParseError::Empty),
+        },
+    ];
+
+    /// Runs one parsing case.
+    pub fn check_weight_parse_case(c: &WeightParseCase) -> bool {
+        parse_weight(c.input) == c.expect
+    }
+
+    /// One `vm_weight` parsing case: `input` to [`parse_pid_weight`] and what it must return.
+    pub struct PidWeightCase {
+        /// The bytes written to the file.
+        pub input: &'static [u8],
+        /// The expected outcome.
+        pub expect: Result<(u32, u32), ParseError>,
+    }
+
+    /// `vm_weight` parsing cases shared by the host tests and the KUnit suite.
+    pub const PID_WEIGHT_CASES: &[PidWeightCase] = &[
+        PidWeightCase {
+            input: b"1234 300\n",
+            expect: Ok((1234, 300)),
+        },
+        PidWeightCase {
+            input: b"  1\t10000 ",
+            expect: Ok((1, 10000)),
+        },
+        PidWeightCase {
+            input: b"4194304 1",
+            expect: Ok((PID_MAX, 1)),
+        },
+        PidWeightCase {
+            input: b"4194305 100",
+            expect: Err(ParseError::OutOfRange),
+        },
+        PidWeightCase {
+            input: b"0 100",
+            expect: Err(ParseError::OutOfRange),
+        },
+        PidWeightCase {
+            input: b"1234 0",
+            expect: Err(ParseError::OutOfRange),
+        },
+        PidWeightCase {
+            input: b"1234 10001",
+            expect: Err(ParseError::OutOfRange),
+        },
+        PidWeightCase {
+            input: b"99999999999 100",
+            expect: Err(ParseError::Overflow),
+        },
+        PidWeightCase {
+            input: b"1234 99999999999",
+            expect: Err(ParseError::Overflow),
+        },
+        PidWeightCase {
+            input: b"1234",
+            expect: Err(ParseError::Malformed),
+        },
+        PidWeightCase {
+            input: b"1234 300 7",
+            expect: Err(ParseError::Malformed),
+        },
+        PidWeightCase {
+            input: b"-1 300",
+            expect: Err(ParseError::Malformed),
+        },
+        PidWeightCase {
+            input: b"abc 300",
+            expect: Err(ParseError::Malformed),
+        },
+        PidWeightCase {
+            input: b"1234 3x",
+            expect: Err(ParseError::Malformed),
+        },
+        PidWeightCase {
+            input: b" \n",
+            expect: Err(ParseError::Empty),
+        },
+    ];
+
+    /// Runs one `vm_weight` parsing case.
+    pub fn check_pid_weight_case(c: &PidWeightCase) -> bool {
+        parse_pid_weight(c.input) == c.expect
+    }
+
+    /// One shares test case: `(mode, weight, vcpus)` and the expected group shares.
+    pub struct SharesCase {
+        /// Share mode.
+        pub mode: ShareMode,
+        /// Per-VM weight.
+        pub weight: u32,
+        /// vCPU count.
+        pub vcpus: u32,
+        /// Expected shares (nice-0 = 1024).
+        pub expect: u64,
+    }
+
+    /// Weight-to-shares cases shared by the host tests and the KUnit suite.
+    pub const SHARES_CASES: &[SharesCase] = &[
+        SharesCase {
+            mode: ShareMode::PerVm,
+            weight: 100,
+            vcpus: 4,
+            expect: 1024,
+        },
+        SharesCase {
+            mode: ShareMode::PerVm,
+            weight: 300,
+            vcpus: 1,
+            expect: 3072,
+        },
+        SharesCase {
+            mode: ShareMode::PerVm,
+            weight: 1,
+            vcpus: 1,
+            expect: 10,
+        },
+        SharesCase {
+            mode: ShareMode::PerVm,
+            weight: 10000,
+            vcpus: 1,
+            expect: 102400,
+        },
+        SharesCase {
+            mode: ShareMode::PerVcpu,
+            weight: 100,
+            vcpus: 4,
+            expect: 4096,
+        },
+        SharesCase {
+            mode: ShareMode::PerVcpu,
+            weight: 100,
+            vcpus: 0,
+            expect: 1024,
+        },
+        SharesCase {
+            mode: ShareMode::PerVcpu,
+            weight: 10000,
+            vcpus: 64,
+            expect: MAX_SHARES,
+        },
+    ];
+
+    /// Runs one shares case.
+    pub fn check_shares_case(c: &SharesCase) -> bool {
+        vm_shares(c.mode, c.weight, c.vcpus) == c.expect
+    }
+
+    /// Checks the share-mode and slice parsers; returns the number of the first failing check.
+    pub fn check_misc() -> Result<(), u32> {
+        let checks = [
+            parse_share_mode(b"vm\n") == Ok(ShareMode::PerVm),
+            parse_share_mode(b"1") == Ok(ShareMode::PerVcpu),
+            parse_share_mode(b"vcpu") == Ok(ShareMode::PerVcpu),
+            parse_share_mode(b"2") == Err(ParseError::Malformed),
+            parse_share_mode(b"") == Err(ParseError::Empty),
+            ShareMode::from_sysctl(ShareMode::PerVcpu.as_sysctl()) == Some(ShareMode::PerVcpu),
+            ShareMode::from_sysctl(7).is_none(),
+            validate_slice_us(0) == Ok(0),
+            validate_slice_us(99) == Err(ParseError::OutOfRange),
+            validate_slice_us(3000) == Ok(3000),
+            validate_slice_us(100_001) == Err(ParseError::OutOfRange),
+            weight_to_shares(0) == MIN_SHARES,
+            weight_to_shares(u64::MAX) == MAX_SHARES,
+        ];
+        for (i, ok) in checks.iter().enumerate() {
+            if !ok {
+                return Err(i as u32);
+            }
+        }
+        Ok(())
+    }
 }

@@ -21,10 +21,12 @@ use kernel::prelude::*;
 
 mod glue;
 mod interface;
-#[allow(dead_code, unreachable_pub)]
-mod policy;
+/// Public: the same file is the host crate `vmfair-policy`, whose users need what this module
+/// does not call itself (the host's entitlement front end, the parsers' full API).
+pub mod policy;
 mod registry;
 
+#[cfg(CONFIG_KUNIT)]
 mod kunit;
 
 module! {
