@@ -367,8 +367,10 @@ fn spawner(s: &Shared, id: u64, deadline: Instant) {
     }
 }
 
-/// Keeps a VM churn process (`--role churn`) running: each is killed with SIGKILL after 0.2
-/// to 3 s, wherever it is (creating, running or destroying a VM), and the next one starts.
+/// Keeps a VM churn process (`--role churn`) running: each is killed with SIGKILL after 2 to
+/// 10 s, wherever it is (creating, running or destroying a VM), and the next one starts. (Its
+/// start alone takes more than a second on the debug kernel: in a first run with 0.2 to 3 s,
+/// 98 churners made 22 VMs.)
 fn churner(s: &Shared, id: u64, deadline: Instant) {
     let exe = std::env::current_exe()
         .map(|p| p.to_string_lossy().into_owned())
@@ -399,7 +401,7 @@ fn churner(s: &Shared, id: u64, deadline: Instant) {
             }
         };
         s.count("churn.spawned", 1);
-        let until = Instant::now() + Duration::from_millis(200 + rng.below(2800));
+        let until = Instant::now() + Duration::from_millis(2000 + rng.below(8000));
         let mut exited = None;
         while Instant::now() < until && !s.stopping() {
             std::thread::sleep(Duration::from_millis(10));
