@@ -256,6 +256,9 @@ pub fn render(all: &Value) -> String {
     for (k, v) in g["load"]["vmm"].as_object().into_iter().flatten() {
         row(&format!("vmm {k}"), v);
     }
+    for (k, v) in g["load"]["churn"].as_object().into_iter().flatten() {
+        row(&format!("churn processes {k}"), v);
+    }
     for k in ["load_failures", "unload_failures", "arm_failures"] {
         row(&format!("module {k}"), &g["load"]["module"][k]);
     }
