@@ -49,10 +49,10 @@ pub struct Boot<'a> {
     pub files: Vec<(String, PathBuf)>,
     pub timeout: Duration,
     /// The guest's clocks count instructions (`-icount shift=2,sleep=on`,
-    /// single-threaded TCG): a busy guest CPU sees 4 ns pass per
-    /// instruction, whatever else the host runs, and an idle one sees real
-    /// time. For tests that hold CPU time against wall time to tolerances of
-    /// a few percent (contract.rst, "Test-bed facts").
+    /// single-threaded TCG): 4 ns per instruction while a guest CPU runs,
+    /// whatever else the host runs, and real time while all guest CPUs idle.
+    /// For tests that hold CPU time against time to a few percent
+    /// (contract.rst, "What the test bed does to measurements").
     pub icount: bool,
     /// Longest allowed time with neither the console nor the results
     /// channel growing.
