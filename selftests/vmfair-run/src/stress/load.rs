@@ -265,9 +265,7 @@ struct Live {
 }
 
 fn spawner(s: &Shared, id: u64, deadline: Instant) {
-    let exe = std::env::current_exe()
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "/bin/vmfair-run".into());
+    let exe = self_exe();
     let mut rng = Rng::new(s.seed.wrapping_add(id * 7919));
     let mut live: Vec<Live> = Vec::new();
     let mut n = 0u64;
@@ -367,14 +365,19 @@ fn spawner(s: &Shared, id: u64, deadline: Instant) {
     }
 }
 
+/// This program, to start VMMs and churners from.
+fn self_exe() -> String {
+    std::env::current_exe()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "/bin/vmfair-run".into())
+}
+
 /// Keeps a VM churn process (`--role churn`) running: each is killed with SIGKILL after 2 to
 /// 10 s, wherever it is (creating, running or destroying a VM), and the next one starts. (Its
 /// start alone takes more than a second on the debug kernel: in a first run with 0.2 to 3 s,
 /// 98 churners made 22 VMs.)
 fn churner(s: &Shared, id: u64, deadline: Instant) {
-    let exe = std::env::current_exe()
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "/bin/vmfair-run".into());
+    let exe = self_exe();
     let mut rng = Rng::new(s.seed.wrapping_add(0xc4u64 + id * 104_729));
     while !s.stopping() && Instant::now() < deadline {
         let seed = rng.next().to_string();
@@ -412,16 +415,7 @@ fn churner(s: &Shared, id: u64, deadline: Instant) {
         }
         if exited.is_none() {
             let _ = sys::kill(proc.id(), libc::SIGKILL);
-            loop {
-                match proc.try_wait() {
-                    Ok(None) => std::thread::sleep(Duration::from_millis(2)),
-                    Ok(Some(e)) => {
-                        exited = Some(e);
-                        break;
-                    }
-                    Err(_) => break,
-                }
-            }
+            exited = proc.wait().ok();
         }
         let key = match exited {
             Some(ProcExit::Signal(libc::SIGKILL)) => "churn.killed",
