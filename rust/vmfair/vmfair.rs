@@ -35,6 +35,9 @@ module! {
     authors: ["vmfair developers"],
     description: "VM-aware fair scheduling: one fair share per KVM VM",
     license: "GPL",
+    // The KVM notifier and the VM group API are exported in these
+    // namespaces (Documentation/scheduler/vmfair.rst, "Exports").
+    imports_ns: ["KVM_VM_NOTIFIER", "SCHED_VMGROUP"],
 }
 
 struct VmFair {
