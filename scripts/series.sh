@@ -12,9 +12,9 @@
 #   scripts/series.sh export DIR
 #	Folds the repository's Documentation/admin-guide/vmfair.rst and
 #	Documentation/scheduler/vmfair.rst into the documentation commit of
-#	DIR (they are the one source of patch 0004), then rewrites patches/
-#	from DIR with git format-patch, stored as patches/ keeps them: blank
-#	context lines empty and no signature (see
+#	DIR (they are the one source of the documentation patch), then
+#	rewrites patches/ from DIR with git format-patch, stored as patches/
+#	keeps them: blank context lines empty and no signature (see
 #	Documentation/vmfair/pipeline.rst).
 #
 # The pristine files come from the kernel source tree in the build cache

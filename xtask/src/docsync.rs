@@ -1,309 +1,22 @@
 //! The documentation exists twice: as the repository's
 //! `Documentation/admin-guide/vmfair.rst` and `Documentation/scheduler/vmfair.rst`,
-//! and as the new files patch 0004 adds to the kernel. The repository files
-//! are the source; `scripts/series.sh export` folds them into the patch.
-//! These tests fail when the two copies differ, and when a hunk of any patch
-//! in the series has a header whose line counts do not match its body (a
-//! hand-edited patch that `git am` would reject).
+//! and as the new files the documentation patch of the series adds to the kernel. The
+//! repository files are the source; `scripts/series.sh export` folds them into the patch
+//! with `git format-patch`. These tests read the patches with `git apply` itself, as
+//! `git am` will: they fail when a patch is one git cannot read, when the new files it
+//! writes differ from the repository's, and when a patch carries trailing white space.
 #![cfg(test)]
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
-/// One hunk: its header's counts and its body's lines, without the prefix.
-#[derive(Debug)]
-struct Hunk {
-    /// 1-based line of the `@@` header in the patch.
-    line: usize,
-    old_start: usize,
-    new_start: usize,
-    /// Body lines with their first character (' ', '+', '-' or '\\').
-    body: Vec<String>,
-}
+/// The repository files that the documentation patch adds to the kernel.
+const DOCS: [&str; 2] = [
+    "Documentation/admin-guide/vmfair.rst",
+    "Documentation/scheduler/vmfair.rst",
+];
 
-/// One `diff --git` section.
-#[derive(Debug)]
-struct FileDiff {
-    path: String,
-    new_file: bool,
-    hunks: Vec<Hunk>,
-}
-
-impl FileDiff {
-    fn added(&self) -> usize {
-        self.count('+')
-    }
-
-    fn deleted(&self) -> usize {
-        self.count('-')
-    }
-
-    fn count(&self, c: char) -> usize {
-        self.hunks
-            .iter()
-            .flat_map(|h| &h.body)
-            .filter(|l| l.starts_with(c))
-            .count()
-    }
-
-    /// The content of a new file, as `git apply` would write it.
-    fn new_content(&self) -> String {
-        let mut text = String::new();
-        for l in self.hunks.iter().flat_map(|h| &h.body) {
-            if l.starts_with('\\') {
-                // "\ No newline at end of file" applies to the line before.
-                if text.ends_with('\n') {
-                    text.pop();
-                }
-            } else if let Some(rest) = l.strip_prefix('+') {
-                text.push_str(rest);
-                text.push('\n');
-            }
-        }
-        text
-    }
-}
-
-#[derive(Debug)]
-struct Patch {
-    /// `(path, changed lines)` from the diffstat, in order.
-    diffstat: Vec<(String, usize)>,
-    files: Vec<FileDiff>,
-}
-
-/// Parses `@@ -a[,b] +c[,d] @@` into `(a, b, c, d)`; a missing count is 1.
-fn hunk_header(line: &str) -> Option<(usize, usize, usize, usize)> {
-    let rest = line.strip_prefix("@@ -")?;
-    let (ranges, _) = rest.split_once(" @@")?;
-    let (old, new) = ranges.split_once(" +")?;
-    let range = |r: &str| -> Option<(usize, usize)> {
-        match r.split_once(',') {
-            Some((s, n)) => Some((s.parse().ok()?, n.parse().ok()?)),
-            None => Some((r.parse().ok()?, 1)),
-        }
-    };
-    let (a, b) = range(old)?;
-    let (c, d) = range(new)?;
-    Some((a, b, c, d))
-}
-
-/// Parses a `git format-patch` file. Every hunk must hold exactly the
-/// lines its header counts, and be followed by another hunk, another file,
-/// the `-- ` signature line or the end; the error names the patch line.
-fn parse_patch(name: &str, text: &str) -> Result<Patch, String> {
-    let lines: Vec<&str> = text.lines().collect();
-    let first_diff = lines
-        .iter()
-        .position(|l| l.starts_with("diff --git "))
-        .ok_or_else(|| format!("{name}: no diff"))?;
-
-    // The diffstat sits between the last "---" line and the first diff.
-    let sep = lines[..first_diff]
-        .iter()
-        .rposition(|l| *l == "---")
-        .ok_or_else(|| format!("{name}: no '---' line before the first diff"))?;
-    let mut diffstat = Vec::new();
-    for l in &lines[sep + 1..first_diff] {
-        if let Some((path, rest)) = l.split_once(" | ") {
-            let n = rest.split_whitespace().next().unwrap_or("");
-            let n: usize = n
-                .parse()
-                .map_err(|_| format!("{name}: cannot read diffstat line {l:?}"))?;
-            diffstat.push((path.trim().to_string(), n));
-        }
-    }
-
-    let mut files = Vec::new();
-    let mut i = first_diff;
-    while i < lines.len() {
-        let l = lines[i];
-        if l == "-- " {
-            break;
-        }
-        let Some(paths) = l.strip_prefix("diff --git ") else {
-            return Err(format!(
-                "{name}: line {}: expected a diff, found {l:?}",
-                i + 1
-            ));
-        };
-        let path = paths
-            .split_once(" b/")
-            .map(|(_, b)| b.to_string())
-            .ok_or_else(|| format!("{name}: line {}: cannot read {l:?}", i + 1))?;
-        let mut file = FileDiff {
-            path,
-            new_file: false,
-            hunks: Vec::new(),
-        };
-        i += 1;
-        while i < lines.len() && !lines[i].starts_with("@@") && !lines[i].starts_with("diff --git ")
-        {
-            if lines[i] == "-- " {
-                break;
-            }
-            file.new_file |= lines[i].starts_with("new file mode ");
-            i += 1;
-        }
-        while i < lines.len() && lines[i].starts_with("@@") {
-            let (old_start, mut old, new_start, mut new) = hunk_header(lines[i])
-                .ok_or_else(|| format!("{name}: line {}: bad hunk header", i + 1))?;
-            let mut hunk = Hunk {
-                line: i + 1,
-                old_start,
-                new_start,
-                body: Vec::new(),
-            };
-            let header = lines[i];
-            i += 1;
-            while old > 0 || new > 0 {
-                let Some(&b) = lines.get(i) else {
-                    return Err(format!(
-                        "{name}: hunk at line {} ({header}) ends at the end of the patch, \
-                         {old} old and {new} new lines short",
-                        hunk.line
-                    ));
-                };
-                let (o, n) = match b.chars().next() {
-                    Some('+') => (0, 1),
-                    Some('-') => (1, 0),
-                    Some(' ') | None => (1, 1),
-                    Some('\\') => (0, 0),
-                    _ => {
-                        return Err(format!(
-                            "{name}: line {}: hunk at line {} ({header}) has fewer lines than \
-                             its header says ({old} old and {new} new lines short)",
-                            i + 1,
-                            hunk.line
-                        ))
-                    }
-                };
-                if o > old || n > new {
-                    return Err(format!(
-                        "{name}: line {}: hunk at line {} ({header}) has more {} lines than \
-                         its header says",
-                        i + 1,
-                        hunk.line,
-                        if o > old { "old" } else { "new" }
-                    ));
-                }
-                old -= o;
-                new -= n;
-                hunk.body
-                    .push(if b.is_empty() { " " } else { b }.to_string());
-                i += 1;
-            }
-            if let Some(b) = lines.get(i).filter(|b| b.starts_with('\\')) {
-                hunk.body.push(b.to_string());
-                i += 1;
-            }
-            if let Some(next) = lines.get(i) {
-                if !(next.starts_with("@@") || next.starts_with("diff --git ") || *next == "-- ") {
-                    return Err(format!(
-                        "{name}: line {}: hunk at line {} ({header}) has more lines than \
-                         its header says: {next:?}",
-                        i + 1,
-                        hunk.line
-                    ));
-                }
-            }
-            file.hunks.push(hunk);
-        }
-        files.push(file);
-    }
-    Ok(Patch { diffstat, files })
-}
-
-/// Checks what the diffstat says against the diffs themselves.
-fn check_diffstat(name: &str, patch: &Patch) -> Vec<String> {
-    let mut errs = Vec::new();
-    if patch.diffstat.len() != patch.files.len() {
-        errs.push(format!(
-            "{name}: the diffstat lists {} files, the patch changes {}",
-            patch.diffstat.len(),
-            patch.files.len()
-        ));
-    }
-    for ((path, n), file) in patch.diffstat.iter().zip(&patch.files) {
-        // git shortens a long name to ".../tail".
-        let same = match path.strip_prefix("...") {
-            Some(tail) => file.path.ends_with(tail),
-            None => *path == file.path,
-        };
-        let real = file.added() + file.deleted();
-        if !same {
-            errs.push(format!(
-                "{name}: the diffstat names {path}, the diff {}",
-                file.path
-            ));
-        } else if *n != real {
-            errs.push(format!(
-                "{name}: the diffstat gives {path} {n} changed lines, the diff has {real}"
-            ));
-        }
-    }
-    errs
-}
-
-/// Compares a new file's content in the patch with the repository's copy;
-/// the error names the file and the first line that differs.
-fn compare(path: &str, in_patch: &str, in_repo: &str) -> Result<(), String> {
-    if in_patch == in_repo {
-        return Ok(());
-    }
-    let p: Vec<&str> = in_patch.split_inclusive('\n').collect();
-    let r: Vec<&str> = in_repo.split_inclusive('\n').collect();
-    for (n, (a, b)) in p.iter().zip(&r).enumerate() {
-        if a != b {
-            return Err(format!(
-                "{path}: line {} differs\n  patch:      {a:?}\n  repository: {b:?}",
-                n + 1
-            ));
-        }
-    }
-    Err(format!(
-        "{path}: the patch has {} lines, the repository file {}; first missing line {}: {:?}",
-        p.len(),
-        r.len(),
-        p.len().min(r.len()) + 1,
-        p.get(r.len()).or(r.get(p.len())).copied().unwrap_or("")
-    ))
-}
-
-/// Every new file a patch adds under Documentation/ must equal the file of
-/// the same path under `root`. Returns the paths checked and the errors.
-fn check_docs(name: &str, patch: &Patch, root: &Path) -> (Vec<String>, Vec<String>) {
-    let mut checked = Vec::new();
-    let mut errs = Vec::new();
-    for f in patch
-        .files
-        .iter()
-        .filter(|f| f.new_file && f.path.starts_with("Documentation/"))
-    {
-        checked.push(f.path.clone());
-        if f.hunks.len() != 1 || f.hunks[0].old_start != 0 || f.hunks[0].new_start != 1 {
-            errs.push(format!(
-                "{name}: {}: a new file should have one hunk @@ -0,0 +1,N @@",
-                f.path
-            ));
-            continue;
-        }
-        let repo_file = root.join(&f.path);
-        match std::fs::read(&repo_file) {
-            Ok(bytes) => match String::from_utf8(bytes) {
-                Ok(text) => {
-                    if let Err(e) = compare(&f.path, &f.new_content(), &text) {
-                        errs.push(format!("{name}: {e}"));
-                    }
-                }
-                Err(_) => errs.push(format!("{}: not UTF-8", repo_file.display())),
-            },
-            Err(e) => errs.push(format!(
-                "{name} adds {}, but the repository has no such file ({e})",
-                f.path
-            )),
-        }
-    }
-    (checked, errs)
-}
+const FIX: &str = "edit the repository files, then run scripts/series.sh (checkout, export)";
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -327,40 +40,139 @@ fn series() -> Vec<(String, String)> {
         .collect()
 }
 
-const FIX: &str = "edit the repository files, then run scripts/series.sh (checkout, export)";
+/// A scratch directory under the system's temporary directory, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("xtask-docsync-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch directory");
+        Scratch(dir)
+    }
+
+    fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.0.join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, text).expect("write");
+        p
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `git apply ARGS PATCH` in `dir` (no repository needed); its stdout, or its error.
+fn git_apply(dir: &Path, args: &[&str], patch: &Path) -> Result<String, String> {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .arg("apply")
+        .args(args)
+        .arg(patch)
+        .output()
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+    }
+}
+
+/// Files a patch creates, as `git apply --numstat --summary` reports them.
+fn created(summary: &str) -> Vec<String> {
+    summary
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("create mode "))
+        .filter_map(|l| l.split_once(' ').map(|(_, p)| p.to_string()))
+        .collect()
+}
+
+/// Writes the files of DOCS that `patch` creates into `dir` with `git apply`, and compares
+/// each with the file of the same path under `repo`. Returns the files compared and the
+/// differences found, each naming the file and its first differing line.
+fn check_docs(name: &str, patch: &Path, dir: &Path, repo: &Path) -> (Vec<String>, Vec<String>) {
+    let mut errs = Vec::new();
+    let summary = match git_apply(dir, &["--summary"], patch) {
+        Ok(s) => s,
+        Err(e) => return (Vec::new(), vec![format!("{name}: git apply: {e}")]),
+    };
+    let docs: Vec<String> = created(&summary)
+        .into_iter()
+        .filter(|p| DOCS.contains(&p.as_str()))
+        .collect();
+    if docs.is_empty() {
+        return (docs, errs);
+    }
+    let include: Vec<String> = docs.iter().map(|d| format!("--include={d}")).collect();
+    let include: Vec<&str> = include.iter().map(String::as_str).collect();
+    if let Err(e) = git_apply(dir, &include, patch) {
+        return (docs, vec![format!("{name}: git apply: {e}")]);
+    }
+    for d in &docs {
+        let in_patch = std::fs::read_to_string(dir.join(d)).unwrap_or_default();
+        match std::fs::read_to_string(repo.join(d)) {
+            Ok(in_repo) => {
+                if let Some(line) = first_difference(&in_patch, &in_repo) {
+                    errs.push(format!(
+                        "{name}: {d}: line {line} differs from the repository's {d}; {FIX}"
+                    ));
+                }
+            }
+            Err(e) => errs.push(format!("{name} adds {d}, the repository has none ({e})")),
+        }
+    }
+    (docs, errs)
+}
+
+/// The 1-based number of the first line where `a` and `b` differ, `None` if equal.
+fn first_difference(a: &str, b: &str) -> Option<usize> {
+    if a == b {
+        return None;
+    }
+    let (mut la, mut lb) = (a.split_inclusive('\n'), b.split_inclusive('\n'));
+    let mut n = 1;
+    loop {
+        match (la.next(), lb.next()) {
+            (Some(x), Some(y)) if x == y => n += 1,
+            _ => return Some(n),
+        }
+    }
+}
 
 #[test]
 fn patches_carry_the_repository_documentation() {
     let root = root();
     let mut checked = Vec::new();
     let mut errs = Vec::new();
-    for (name, text) in series() {
-        let patch = parse_patch(&name, &text).unwrap_or_else(|e| panic!("{e}"));
-        let (c, e) = check_docs(&name, &patch, &root);
+    for (name, _) in series() {
+        let s = Scratch::new("series");
+        let (c, e) = check_docs(&name, &root.join("patches").join(&name), &s.0, &root);
         checked.extend(c);
         errs.extend(e);
     }
-    for want in [
-        "Documentation/admin-guide/vmfair.rst",
-        "Documentation/scheduler/vmfair.rst",
-    ] {
-        assert!(
-            checked.iter().any(|c| c == want),
-            "no patch in the series adds {want} (checked: {checked:?})"
-        );
-    }
-    assert!(errs.is_empty(), "{}\n({FIX})", errs.join("\n"));
+    assert!(errs.is_empty(), "{}", errs.join("\n"));
+    checked.sort();
+    assert_eq!(
+        checked, DOCS,
+        "the series must add each documentation file once"
+    );
 }
 
 #[test]
-fn hunk_headers_and_diffstats_match_the_diffs() {
-    let mut errs = Vec::new();
-    for (name, text) in series() {
-        match parse_patch(&name, &text) {
-            Ok(patch) => errs.extend(check_diffstat(&name, &patch)),
-            Err(e) => errs.push(e),
-        }
-    }
+fn git_can_read_every_patch() {
+    let root = root();
+    let s = Scratch::new("numstat");
+    let errs: Vec<String> = series()
+        .into_iter()
+        .filter_map(|(name, _)| {
+            git_apply(&s.0, &["--numstat"], &root.join("patches").join(&name))
+                .err()
+                .map(|e| format!("{name}: {e}"))
+        })
+        .collect();
     assert!(errs.is_empty(), "{}", errs.join("\n"));
 }
 
@@ -389,24 +201,23 @@ fn patches_have_no_trailing_whitespace() {
     }
     assert!(errs.is_empty(), "{}", errs.join("\n"));
     // The format-patch form has it: the check can fail.
-    assert_eq!(trailing_whitespace(SAMPLE), [29]);
-    assert_eq!(trailing_whitespace("a\n\nb\t\n"), [3]);
+    assert_eq!(trailing_whitespace("a\n \nb\t\n"), [2, 3]);
 }
 
 const SAMPLE: &str = "From 0 Mon Sep 17 00:00:00 2001
 Subject: [PATCH] Documentation: x
 
 ---
- Documentation/a.rst | 3 +++
- b.c                 | 3 ++-
+ Documentation/admin-guide/vmfair.rst | 3 +++
+ b.c                                  | 3 ++-
  2 files changed, 5 insertions(+), 1 deletion(-)
- create mode 100644 Documentation/a.rst
+ create mode 100644 Documentation/admin-guide/vmfair.rst
 
-diff --git a/Documentation/a.rst b/Documentation/a.rst
+diff --git a/Documentation/admin-guide/vmfair.rst b/Documentation/admin-guide/vmfair.rst
 new file mode 100644
 index 000000000..111111111
 --- /dev/null
-+++ b/Documentation/a.rst
++++ b/Documentation/admin-guide/vmfair.rst
 @@ -0,0 +1,3 @@
 +one
 +
@@ -421,166 +232,96 @@ index 222222222..333333333 100644
 +int b = 1;
 +int c;
  int d;
--- 
-2.47.3
 ";
-
-/// A scratch directory under the system's temporary directory, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("xtask-docsync-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("Documentation")).expect("scratch directory");
-        Scratch(dir)
-    }
-
-    fn write(&self, rel: &str, text: &str) {
-        let p = self.0.join(rel);
-        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-        std::fs::write(p, text).expect("write");
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-#[test]
-fn sample_patch_is_read() {
-    let p = parse_patch("s", SAMPLE).expect("parses");
-    assert_eq!(p.files.len(), 2);
-    assert!(p.files[0].new_file && !p.files[1].new_file);
-    assert_eq!(p.files[0].new_content(), "one\n\nthree\n");
-    assert_eq!((p.files[1].added(), p.files[1].deleted()), (2, 1));
-    assert!(check_diffstat("s", &p).is_empty());
-    let s = Scratch::new("same");
-    s.write("Documentation/a.rst", "one\n\nthree\n");
-    let (checked, errs) = check_docs("s", &p, &s.0);
-    assert_eq!(checked, ["Documentation/a.rst"]);
-    assert!(errs.is_empty(), "{errs:?}");
-}
 
 #[test]
 fn a_changed_repository_file_is_named_with_its_line() {
-    let p = parse_patch("s", SAMPLE).expect("parses");
-    let s = Scratch::new("changed");
-    s.write("Documentation/a.rst", "one\n\nthree!\n");
-    let (_, errs) = check_docs("s", &p, &s.0);
+    let s = Scratch::new("sample");
+    let patch = s.write("x.patch", SAMPLE);
+    let repo = Scratch::new("sample-repo");
+    let rel = DOCS[0];
+    repo.write(rel, "one\n\nthree\n");
+    let out = s.0.join("out");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    let (checked, errs) = check_docs("x", &patch, &out, &repo.0);
+    assert_eq!(checked, [rel]);
+    assert!(errs.is_empty(), "{errs:?}");
+
+    repo.write(rel, "one\n\n3\n");
+    let out2 = s.0.join("out2");
+    std::fs::create_dir_all(&out2).expect("mkdir");
+    let (_, errs) = check_docs("x", &patch, &out2, &repo.0);
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(
-        errs[0].contains("Documentation/a.rst: line 3 differs") && errs[0].contains("three!"),
-        "{}",
-        errs[0]
-    );
-
-    // A missing final newline is a difference too.
-    s.write("Documentation/a.rst", "one\n\nthree");
-    let (_, errs) = check_docs("s", &p, &s.0);
-    assert!(errs[0].contains("line 3 differs"), "{errs:?}");
-
-    // A line more in the repository.
-    s.write("Documentation/a.rst", "one\n\nthree\nfour\n");
-    let (_, errs) = check_docs("s", &p, &s.0);
-    assert!(
-        errs[0].contains("first missing line 4") && errs[0].contains("four"),
+        errs[0].contains(&format!("{rel}: line 3 differs")),
         "{errs:?}"
     );
-
-    // No repository copy at all.
-    std::fs::remove_file(s.0.join("Documentation/a.rst")).expect("rm");
-    let (_, errs) = check_docs("s", &p, &s.0);
-    assert!(errs[0].contains("no such file"), "{errs:?}");
 }
 
 #[test]
 fn a_modified_copy_of_the_real_documentation_fails() {
-    // The real patch against a scratch repository that holds its files,
-    // then against one in which a line of the admin guide changed.
-    let (name, text) = series()
+    // The real documentation patch against a scratch repository that holds the same
+    // files, then against one in which a line of the admin guide changed.
+    let root = root();
+    let name = series()
         .into_iter()
-        .find(|(n, _)| n.starts_with("0004-"))
-        .expect("patch 0004 in the series");
-    let patch = parse_patch(&name, &text).expect("parses");
-    let s = Scratch::new("real");
-    for f in patch.files.iter().filter(|f| f.new_file) {
-        s.write(&f.path, &f.new_content());
+        .find(|(_, t)| t.contains(&format!("create mode 100644 {}", DOCS[0])))
+        .map(|(n, _)| n)
+        .expect("a patch in the series adds the admin guide");
+    let patch = root.join("patches").join(&name);
+    let repo = Scratch::new("real-repo");
+    for d in DOCS {
+        repo.write(
+            d,
+            &std::fs::read_to_string(root.join(d)).expect("repository file"),
+        );
     }
-    let (checked, errs) = check_docs(&name, &patch, &s.0);
+    let out = Scratch::new("real");
+    let (checked, errs) = check_docs(&name, &patch, &out.0, &repo.0);
     assert_eq!(checked.len(), 2);
     assert!(errs.is_empty(), "{errs:?}");
 
-    let rel = "Documentation/admin-guide/vmfair.rst";
-    let t = std::fs::read_to_string(s.0.join(rel)).expect("copy");
+    let t = std::fs::read_to_string(repo.0.join(DOCS[0])).expect("copy");
     let mut lines: Vec<&str> = t.split_inclusive('\n').collect();
     lines[9] = "an edit the patch does not have\n";
-    s.write(rel, &lines.concat());
-    let (_, errs) = check_docs(&name, &patch, &s.0);
+    repo.write(DOCS[0], &lines.concat());
+    let out = Scratch::new("real2");
+    let (_, errs) = check_docs(&name, &patch, &out.0, &repo.0);
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(
-        errs[0].contains(&format!("{rel}: line 10 differs")),
+        errs[0].contains(&format!("{}: line 10 differs", DOCS[0])),
         "{}",
         errs[0]
     );
 }
 
 #[test]
-fn a_hunk_with_a_wrong_count_is_caught() {
-    // One line too few for the header.
-    let short = SAMPLE.replace("+\n+three\n", "+three\n");
-    let e = parse_patch("s", &short).unwrap_err();
-    assert!(
-        e.contains("line 18: hunk at line 15") && e.contains("fewer lines"),
-        "{e}"
-    );
-
-    // One line too many.
-    let long = SAMPLE.replace("+three\n", "+three\n+four\n");
-    let e = parse_patch("s", &long).unwrap_err();
-    assert!(
-        e.contains("line 19: hunk at line 15") && e.contains("more"),
-        "{e}"
-    );
-
-    // In the last hunk, an extra line is caught before the signature.
-    let long = SAMPLE.replace(" int d;\n", " int d;\n+int e;\n");
-    let e = parse_patch("s", &long).unwrap_err();
-    assert!(e.contains("hunk at line 23"), "{e}");
-
-    // A header that claims one line more than there is: the signature
-    // line "-- " would be an old line, then "2.47.3" is no hunk line.
-    let long = SAMPLE.replace("@@ -1,3 +1,4 @@", "@@ -1,4 +1,5 @@");
-    let e = parse_patch("s", &long).unwrap_err();
-    assert!(e.contains("hunk at line 23"), "{e}");
-
+fn a_hunk_git_cannot_read_is_caught() {
+    let s = Scratch::new("corrupt");
+    let ok = s.write("ok.patch", SAMPLE);
+    assert!(git_apply(&s.0, &["--numstat"], &ok).is_ok());
+    // One line fewer than the header says, in the middle of the patch.
+    let short = s.write("short.patch", &SAMPLE.replace("+\n+three\n", "+three\n"));
+    let e = git_apply(&s.0, &["--numstat"], &short).unwrap_err();
+    assert!(e.contains("corrupt patch"), "{e}");
     // The real admin guide hunk with one line dropped.
     let (name, text) = series()
         .into_iter()
-        .find(|(n, _)| n.starts_with("0004-"))
-        .expect("patch 0004 in the series");
+        .find(|(_, t)| t.contains("\n+Requirements\n"))
+        .expect("a line to drop");
     let i = text.find("\n+Requirements\n").expect("a line to drop");
     let cut = format!("{}{}", &text[..i], &text[i + "\n+Requirements".len()..]);
-    let e = parse_patch(&name, &cut).unwrap_err();
-    assert!(e.contains("fewer lines") || e.contains("more"), "{e}");
+    let cut = s.write(&name, &cut);
+    let e = git_apply(&s.0, &["--numstat"], &cut).unwrap_err();
+    assert!(e.contains("corrupt patch"), "{e}");
 }
 
 #[test]
-fn a_wrong_diffstat_is_caught() {
-    let p = parse_patch("s", &SAMPLE.replace("| 3 +++", "| 4 ++++")).expect("parses");
-    let errs = check_diffstat("s", &p);
-    assert_eq!(errs.len(), 1, "{errs:?}");
-    assert!(
-        errs[0].contains("Documentation/a.rst 4 changed lines, the diff has 3"),
-        "{errs:?}"
-    );
-}
-
-#[test]
-fn hunk_headers_are_read() {
-    assert_eq!(hunk_header("@@ -0,0 +1,230 @@"), Some((0, 0, 1, 230)));
-    assert_eq!(hunk_header("@@ -5 +5,2 @@ fn x()"), Some((5, 1, 5, 2)));
-    assert_eq!(hunk_header("@@ -a +1 @@"), None);
+fn created_files_are_read_from_the_summary() {
+    let summary = " create mode 100644 Documentation/a.rst\n mode change 100644 => 100755 x\n";
+    assert_eq!(created(summary), ["Documentation/a.rst"]);
+    assert!(created("").is_empty());
+    assert_eq!(first_difference("a\nb\n", "a\nb\n"), None);
+    assert_eq!(first_difference("a\nb\n", "a\nc\n"), Some(2));
+    assert_eq!(first_difference("a\n", "a\nb\n"), Some(2));
 }
