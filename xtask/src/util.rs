@@ -17,7 +17,7 @@ pub const DEB_PACKAGE: &str = "linux-source-7.3";
 pub const DEB_VERSION: &str = "7.3.4-1~bpo13+1";
 /// Suite of the pinned package in Debian's archive.
 pub const DEB_SUITE: &str = "trixie-backports";
-/// SHA-256 of the pinned package (also in ../shared/kernel/SHA256SUMS).
+/// SHA-256 of the pinned package: every copy, wherever it comes from, must match it.
 pub const DEB_SHA256: &str = "703e369ddd4cce971452f5a593ee55df3a5c10c83caf0fa0df039633ed181ee3";
 /// Pinned bindgen-cli, installed with `cargo install --locked`.
 pub const BINDGEN_VERSION: &str = "0.73.0";
