@@ -23,6 +23,17 @@ mod policy_tests {
     }
 
     #[test]
+    fn allocation_cases() {
+        for c in ALLOCATION_CASES {
+            let ok = check_allocation_case(c).is_ok();
+            if !ok {
+                pr_err!("allocation case failed: {}\n", c.name);
+            }
+            assert!(ok);
+        }
+    }
+
+    #[test]
     fn weight_parse_cases() {
         for (i, c) in WEIGHT_PARSE_CASES.iter().enumerate() {
             let ok = check_weight_parse_case(c);

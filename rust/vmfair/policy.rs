@@ -246,46 +246,172 @@ fn mul_div(a: u64, b: u64, c: u64) -> u64 {
 /// filling"). A VM with no weight or no busy thread gets nothing. If the caps add up to less than
 /// `cpus_ucpu`, every VM gets its cap and the rest stays idle.
 ///
-/// Rounding is downwards, so the shares add up to at most `cpus_ucpu`. Allocation-free;
-/// `O(n^2)` in the worst case. Only the first `min(vms.len(), out.slots())` VMs are considered.
+/// This is [`allocate_ucpu`] without reservations and limits. Rounding is downwards, so the
+/// shares add up to at most `cpus_ucpu`. Allocation-free; `O(n^2)` in the worst case. Only the
+/// first `min(vms.len(), out.slots())` VMs are considered.
 pub fn entitlement_ucpu<S: ShareSlots + ?Sized>(cpus_ucpu: u64, vms: &[(u64, u32)], out: &mut S) {
     let n = vms.len().min(out.slots());
-    let cap = |i: usize| u64::from(vms[i].1).saturating_mul(UCPU);
-    for (i, &(w, busy)) in vms.iter().enumerate().take(n) {
-        out.store(i, if w == 0 || busy == 0 { 0 } else { UNSETTLED });
+    allocate_ucpu(
+        cpus_ucpu,
+        n,
+        |i| Claim {
+            weight: vms[i].0,
+            demand: u64::from(vms[i].1).saturating_mul(UCPU),
+            reservation: 0,
+            limit: 0,
+        },
+        out,
+    );
+}
+
+/// One VM's claim on the CPUs, for [`allocate_ucpu`]. CPU amounts are in micro-CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Claim {
+    /// Weight it competes with (see [`effective_weight`]); 0 gets only the reservation.
+    pub weight: u64,
+    /// What it can use: busy threads times [`UCPU`], or its measured demand.
+    pub demand: u64,
+    /// Guaranteed minimum while it demands that much; 0 for none.
+    pub reservation: u64,
+    /// Maximum; 0 for none.
+    pub limit: u64,
+}
+
+impl Claim {
+    /// `D = min(demand, limit)`: the most the VM gets; for weight 0, `min(reservation, D)`.
+    pub const fn ceiling(&self) -> u64 {
+        let d = if self.limit != 0 && self.limit < self.demand {
+            self.limit
+        } else {
+            self.demand
+        };
+        if self.weight == 0 && self.reservation < d {
+            self.reservation
+        } else {
+            d
+        }
+    }
+
+    /// `min(reservation, D)`: the least the VM gets (when the reservations fit the CPUs).
+    pub const fn floor(&self) -> u64 {
+        let d = self.ceiling();
+        if self.reservation < d {
+            self.reservation
+        } else {
+            d
+        }
+    }
+}
+
+/// Weighted max-min allocation of `cpus_ucpu` micro-CPUs with floors and caps.
+///
+/// VM `i` (of `n`, described by `claim(i)`) gets `clamp(λ·weight, floor, ceiling)` (see
+/// [`Claim::floor`] and [`Claim::ceiling`]), with one `λ` for all, chosen so that the allocations
+/// add up to `cpus_ucpu`, or every VM gets its ceiling if the ceilings add up to less. This is the
+/// share model of ESXi and Hyper-V (shares, reservation, limit), with the cap at what a VM can
+/// use. If the floors alone exceed `cpus_ucpu` (admission control should prevent it), every VM
+/// gets its floor scaled down in proportion.
+///
+/// Found by settling VMs in rounds: at the level `λ` that shares the unsettled CPU by weight,
+/// the VMs above their ceiling give back more than those below their floor need, or less. In the
+/// first case the true level is higher and the VMs at their ceiling stay there; in the second it
+/// is lower and those at their floor stay there. Each round settles at least one VM, so it is
+/// `O(n^2)`, allocation-free, and exact up to downward rounding of the last round (the result
+/// adds up to at most `cpus_ucpu`). `out` is used as scratch; only `min(n, out.slots())` VMs are
+/// considered.
+pub fn allocate_ucpu<S, F>(cpus_ucpu: u64, n: usize, claim: F, out: &mut S)
+where
+    S: ShareSlots + ?Sized,
+    F: Fn(usize) -> Claim,
+{
+    let n = n.min(out.slots());
+    let (mut floors, mut ceilings) = (0u64, 0u64);
+    for i in 0..n {
+        let c = claim(i);
+        floors = floors.saturating_add(c.floor());
+        ceilings = ceilings.saturating_add(c.ceiling());
+    }
+    if floors >= cpus_ucpu {
+        for i in 0..n {
+            let f = claim(i).floor();
+            out.store(
+                i,
+                if floors == 0 {
+                    0
+                } else {
+                    mul_div(f, cpus_ucpu, floors)
+                },
+            );
+        }
+        return;
+    }
+    if ceilings <= cpus_ucpu {
+        for i in 0..n {
+            out.store(i, claim(i).ceiling());
+        }
+        return;
     }
     let mut remaining = cpus_ucpu;
+    for i in 0..n {
+        let c = claim(i);
+        if c.weight == 0 || c.floor() == c.ceiling() {
+            out.store(i, c.floor());
+            remaining = remaining.saturating_sub(c.floor());
+        } else {
+            out.store(i, UNSETTLED);
+        }
+    }
     loop {
         let mut total: u64 = 0;
-        for (i, vm) in vms.iter().enumerate().take(n) {
+        for i in 0..n {
             if out.load(i) == UNSETTLED {
-                total = total.saturating_add(vm.0);
+                total = total.saturating_add(claim(i).weight);
             }
         }
         if total == 0 {
             return;
         }
-        // Every VM whose fair share at the current level reaches its cap stays capped: settling
-        // the others can only raise the level.
-        let mut capped = false;
-        for (i, vm) in vms.iter().enumerate().take(n) {
+        // At the level remaining/total, VM i's share is remaining*w/total. Amounts compared in
+        // units of 1/total micro-CPU, so that no division rounds.
+        let (r, t) = (u128::from(remaining), u128::from(total));
+        let (mut over, mut under) = (0u128, 0u128);
+        for i in 0..n {
             if out.load(i) != UNSETTLED {
                 continue;
             }
-            let share = u128::from(remaining) * u128::from(vm.0);
-            if share >= u128::from(cap(i)) * u128::from(total) {
-                out.store(i, cap(i));
-                remaining = remaining.saturating_sub(cap(i));
-                capped = true;
+            let c = claim(i);
+            let share = r * u128::from(c.weight);
+            let (lo, hi) = (u128::from(c.floor()) * t, u128::from(c.ceiling()) * t);
+            if share > hi {
+                over += share - hi;
+            } else if share < lo {
+                under += lo - share;
             }
         }
-        if !capped {
-            for (i, vm) in vms.iter().enumerate().take(n) {
+        if over == 0 && under == 0 {
+            for i in 0..n {
                 if out.load(i) == UNSETTLED {
-                    out.store(i, mul_div(remaining, vm.0, total));
+                    out.store(i, mul_div(remaining, claim(i).weight, total));
                 }
             }
             return;
+        }
+        let cap = over >= under;
+        for i in 0..n {
+            if out.load(i) != UNSETTLED {
+                continue;
+            }
+            let c = claim(i);
+            let share = r * u128::from(c.weight);
+            let settle = if cap {
+                (share > u128::from(c.ceiling()) * t).then(|| c.ceiling())
+            } else {
+                (share < u128::from(c.floor()) * t).then(|| c.floor())
+            };
+            if let Some(v) = settle {
+                out.store(i, v);
+                remaining = remaining.saturating_sub(v);
+            }
         }
     }
 }
@@ -388,6 +514,140 @@ pub mod cases {
             sum += got;
         }
         if sum > c.cpus_ucpu {
+            return Err(c.vms.len());
+        }
+        Ok(())
+    }
+
+    /// One allocation test case: `cpus_ucpu` among `vms`, expected `expect` (exact).
+    pub struct AllocationCase {
+        /// What the case shows.
+        pub name: &'static str,
+        /// CPUs to share, in micro-CPUs.
+        pub cpus_ucpu: u64,
+        /// The claims.
+        pub vms: &'static [Claim],
+        /// Expected allocation per VM, in micro-CPUs.
+        pub expect: &'static [u64],
+    }
+
+    /// A claim of `weight`, `demand` CPUs, `reservation` and `limit` (micro-CPUs).
+    const fn c(weight: u64, demand: u64, reservation: u64, limit: u64) -> Claim {
+        Claim {
+            weight,
+            demand,
+            reservation,
+            limit,
+        }
+    }
+
+    const BUSY1: Claim = c(100, U, 0, 0);
+
+    /// Reservations, limits and both, with the numbers the design note and the issue use.
+    pub const ALLOCATION_CASES: &[AllocationCase] = &[
+        AllocationCase {
+            name: "reservation 0.8 beside 16 busy VMs on 2 CPUs",
+            cpus_ucpu: 2 * U,
+            vms: &[
+                c(100, U, 800_000, 0),
+                BUSY1,
+                BUSY1,
+                BUSY1,
+                BUSY1,
+                BUSY1,
+                BUSY1,
+                BUSY1,
+                BUSY1,
+                BUSY1,
+                BUSY1,
+                BUSY1,
+                BUSY1,
+                BUSY1,
+                BUSY1,
+                BUSY1,
+                BUSY1,
+            ],
+            expect: &[
+                800_000, 75_000, 75_000, 75_000, 75_000, 75_000, 75_000, 75_000, 75_000, 75_000,
+                75_000, 75_000, 75_000, 75_000, 75_000, 75_000, 75_000,
+            ],
+        },
+        AllocationCase {
+            name: "a reservation below the fair share changes nothing",
+            cpus_ucpu: 2 * U,
+            vms: &[c(100, 2 * U, 500_000, 0), c(100, 2 * U, 0, 0)],
+            expect: &[U, U],
+        },
+        AllocationCase {
+            name: "a reservation above the demand is met by the demand",
+            cpus_ucpu: 2 * U,
+            vms: &[c(100, 500_000, U, 0), c(100, 4 * U, 0, 0)],
+            expect: &[500_000, 1_500_000],
+        },
+        AllocationCase {
+            name: "limit 0.3 on a busy 2-vCPU VM beside a busy 1-vCPU VM",
+            cpus_ucpu: 2 * U,
+            vms: &[c(100, 2 * U, 0, 300_000), BUSY1],
+            expect: &[300_000, U],
+        },
+        AllocationCase {
+            name: "limit 0.3 beside three busy VMs: the rest goes to them",
+            cpus_ucpu: 2 * U,
+            vms: &[c(100, 2 * U, 0, 300_000), BUSY1, BUSY1, BUSY1],
+            expect: &[300_000, 566_666, 566_666, 566_666],
+        },
+        AllocationCase {
+            name: "weights 100 and 300, reservation 0.6 on the light one",
+            cpus_ucpu: 2 * U,
+            vms: &[c(100, 2 * U, 600_000, 0), c(300, 2 * U, 0, 0)],
+            expect: &[600_000, 1_400_000],
+        },
+        AllocationCase {
+            name: "reservation, limit and weight together",
+            cpus_ucpu: 4 * U,
+            vms: &[
+                c(100, 4 * U, 1_500_000, 0),
+                c(200, 4 * U, 0, 800_000),
+                c(100, 4 * U, 0, 0),
+                c(100, 4 * U, 0, 0),
+            ],
+            // Without floor and cap: 0.8, 1.6, 0.8, 0.8. The limit gives back 0.8; the
+            // reservation takes 0.7 of it; the two free VMs share 1.7.
+            expect: &[1_500_000, 800_000, 850_000, 850_000],
+        },
+        AllocationCase {
+            name: "floors above the CPUs are scaled down",
+            cpus_ucpu: 2 * U,
+            vms: &[c(100, 2 * U, 1_500_000, 0), c(100, 2 * U, 1_500_000, 0)],
+            expect: &[U, U],
+        },
+        AllocationCase {
+            name: "weight 0 gets its reservation only, even with CPU to spare",
+            cpus_ucpu: 4 * U,
+            vms: &[c(0, 2 * U, 250_000, 0), BUSY1],
+            expect: &[250_000, U],
+        },
+        AllocationCase {
+            name: "ceilings below the CPUs: every VM gets its ceiling",
+            cpus_ucpu: 4 * U,
+            vms: &[c(100, 2 * U, 0, 500_000), c(100, 700_000, 0, 0)],
+            expect: &[500_000, 700_000],
+        },
+    ];
+
+    /// Runs one allocation case; on a mismatch returns the index of the first wrong VM.
+    pub fn check_allocation_case(c: &AllocationCase) -> Result<(), usize> {
+        let mut out = [0u64; 20];
+        let out = &mut out[..c.vms.len()];
+        allocate_ucpu(c.cpus_ucpu, c.vms.len(), |i| c.vms[i], out);
+        let mut sum = 0u64;
+        for (i, (&got, &want)) in out.iter().zip(c.expect).enumerate() {
+            if got != want {
+                return Err(i);
+            }
+            sum += got;
+        }
+        if sum > c.cpus_ucpu || c.expect.len() != c.vms.len() {
             return Err(c.vms.len());
         }
         Ok(())

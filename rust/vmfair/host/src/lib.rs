@@ -14,19 +14,20 @@
 mod policy;
 
 pub use policy::{
-    effective_weight, entitlement_ucpu, parse_pid_weight, parse_share_mode, parse_u32,
-    parse_weight, validate_slice_us, validate_weight, vm_shares, weight_to_shares, ParseError,
-    ShareMode, ShareSlots, MAX_SHARES, MIN_SHARES, NICE_0_SHARES, PID_MAX, SLICE_US_MAX,
-    SLICE_US_MIN, UCPU, WEIGHT_DEFAULT, WEIGHT_MAX, WEIGHT_MIN,
+    allocate_ucpu, effective_weight, entitlement_ucpu, parse_pid_weight, parse_share_mode,
+    parse_u32, parse_weight, validate_slice_us, validate_weight, vm_shares, weight_to_shares,
+    Claim, ParseError, ShareMode, ShareSlots, MAX_SHARES, MIN_SHARES, NICE_0_SHARES, PID_MAX,
+    SLICE_US_MAX, SLICE_US_MIN, UCPU, WEIGHT_DEFAULT, WEIGHT_MAX, WEIGHT_MIN,
 };
 
 /// Test case tables shared with the module's KUnit suites.
 #[cfg(test)]
 pub mod cases {
     pub use super::policy::cases::{
-        check_entitlement_case, check_misc, check_pid_weight_case, check_shares_case,
-        check_weight_parse_case, EntitlementCase, PidWeightCase, SharesCase, WeightParseCase,
-        ENTITLEMENT_CASES, PID_WEIGHT_CASES, SHARES_CASES, WEIGHT_PARSE_CASES,
+        check_allocation_case, check_entitlement_case, check_misc, check_pid_weight_case,
+        check_shares_case, check_weight_parse_case, AllocationCase, EntitlementCase, PidWeightCase,
+        SharesCase, WeightParseCase, ALLOCATION_CASES, ENTITLEMENT_CASES, PID_WEIGHT_CASES,
+        SHARES_CASES, WEIGHT_PARSE_CASES,
     };
 }
 
@@ -181,6 +182,75 @@ mod tests {
             if *o >= f64::from(v.1) - 1e-6 {
                 assert!(o / f64::from(v.0) <= hi + 1e-5);
             }
+        }
+    }
+
+    #[test]
+    fn allocation_cases() {
+        for c in ALLOCATION_CASES {
+            assert_eq!(check_allocation_case(c), Ok(()), "case: {}", c.name);
+        }
+    }
+
+    /// `Σ clamp(λ·w, floor, ceiling)` for one level `λ`.
+    fn filled(lambda: f64, claims: &[Claim]) -> f64 {
+        claims
+            .iter()
+            .map(|c| (lambda * c.weight as f64).clamp(c.floor() as f64, c.ceiling() as f64))
+            .sum()
+    }
+
+    #[test]
+    fn allocation_is_the_clamped_water_level() {
+        // Pseudo-random claims (a fixed linear congruential sequence): the result must be
+        // clamp(λ·w, floor, ceiling) for the one λ that fills the CPUs, found here
+        // independently by bisection in floating point.
+        let mut x: u64 = 12345;
+        let mut next = |m: u64| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) % m
+        };
+        for round in 0..300 {
+            let n = 1 + next(24) as usize;
+            let cpus = (1 + next(8)) * UCPU;
+            let claims: Vec<Claim> = (0..n)
+                .map(|_| Claim {
+                    weight: 1 + next(1000),
+                    demand: next(4 * UCPU),
+                    reservation: if next(3) == 0 { next(UCPU) } else { 0 },
+                    limit: if next(3) == 0 { 1 + next(2 * UCPU) } else { 0 },
+                })
+                .collect();
+            let mut out = vec![0u64; n];
+            allocate_ucpu(cpus, n, |i| claims[i], &mut out[..]);
+            let sum: u64 = out.iter().sum();
+            assert!(sum <= cpus, "round {round}: {sum} > {cpus}");
+            let floors: u64 = claims.iter().map(Claim::floor).sum();
+            let ceilings: u64 = claims.iter().map(Claim::ceiling).sum();
+            if floors >= cpus || ceilings <= cpus {
+                continue;
+            }
+            let (mut lo, mut hi) = (0.0f64, 1e7);
+            for _ in 0..200 {
+                let mid = (lo + hi) / 2.0;
+                if filled(mid, &claims) < cpus as f64 {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            for (i, c) in claims.iter().enumerate() {
+                let want = (lo * c.weight as f64).clamp(c.floor() as f64, c.ceiling() as f64);
+                assert!(
+                    (out[i] as f64 - want).abs() <= 2.0,
+                    "round {round}, VM {i} {c:?}: got {}, want {want}",
+                    out[i]
+                );
+            }
+            // Within rounding, everything is handed out.
+            assert!(sum + n as u64 >= cpus, "round {round}: {sum} of {cpus}");
         }
     }
 
