@@ -11,7 +11,7 @@
 //! - a section that a run writes only when it gets that far is an `Option` that may be absent;
 //!   where the writer says the run went to its end, a check after parsing requires it;
 //! - fields the reports do not use may be in the file and are not read.
-
+pub mod scale;
 pub mod stress;
 
 use anyhow::{Context, Result};
