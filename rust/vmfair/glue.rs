@@ -13,20 +13,10 @@ use kernel::{
     error::{from_err_ptr, to_result},
     prelude::*,
     str::CString,
-    sync::aref::ARef,
+    sync::{aref::ARef, Arc},
     task::Task,
-    types::Opaque,
+    types::{ForeignOwnable, Opaque},
 };
-
-/// Returns a shared reference to the task behind `ptr`.
-///
-/// # Safety
-///
-/// `ptr` must point to a valid `task_struct` that stays valid for `'a`.
-unsafe fn task_ref<'a>(ptr: *mut bindings::task_struct) -> &'a Task {
-    // SAFETY: `Task` is a transparent wrapper of `task_struct`; validity is the caller's promise.
-    unsafe { &*ptr.cast::<Task>() }
-}
 
 /// An owned reference to a VM group (a `struct autogroup` with the VM flag).
 ///
@@ -248,13 +238,17 @@ pub(crate) enum VmEvent {
 }
 
 /// Receives KVM VM events.
-pub(crate) trait VmListener: Sync + Send + 'static {
+///
+/// The listener is shared ([`Arc`]), so that other registrations (sysctl files, say) can hold
+/// it too.
+pub(crate) trait VmListener: Send + Sync + 'static {
     /// Called in process context from the notifier's own ordered workqueue, one event at a time
-    /// and in the order KVM reported them, without any KVM lock held: may sleep and allocate.
-    fn event(&self, ev: VmEvent);
+    /// and in the order KVM reported them, without any KVM lock held: may sleep and allocate,
+    /// but must not drop the [`VmNotifier`] that calls it.
+    fn event(this: &Arc<Self>, ev: VmEvent);
 }
 
-/// A workqueue of the module's own that runs one work item at a time, in the order queued.
+/// A workqueue that runs one work item at a time, in the order queued.
 ///
 /// # Invariants
 ///
@@ -308,27 +302,22 @@ impl Drop for OrderedQueue {
 struct NotifierRef<T: VmListener>(*const VmNotifier<T>);
 
 // SAFETY: the notifier is `Sync` (its listener is), and it outlives every work item that holds
-// this reference: it flushes its queue before it goes away (see `VmNotifier::unregister`).
+// this reference: it flushes its queue before it goes away (type invariant of `VmNotifier`).
 unsafe impl<T: VmListener> Send for NotifierRef<T> {}
 
-/// A KVM VM notifier delivering events to a `T`.
-///
-/// KVM calls the notifier inside its ioctls (`KVM_CREATE_VM`, `KVM_RUN`) and while it destroys
-/// a VM. The callback only takes references on the tasks of the event and queues it; the
-/// listener runs later from an ordered workqueue of the notifier's own, outside KVM.
+/// A KVM VM notifier delivering events to a `T`, registered while it exists.
 ///
 /// # Invariants
 ///
-/// `nb` is registered with KVM only between [`VmNotifier::register`] and
-/// [`VmNotifier::unregister`] (or drop), and its callback is `Self::trampoline`. Work items on
-/// `queue` refer to `self`; `self` flushes `queue` before it goes away.
+/// Once [`VmNotifier::register`] has returned it, `nb` is registered with KVM with
+/// `Self::trampoline` as its callback, until drop unregisters it. Work items on `queue` refer
+/// to `self`; drop flushes `queue` after unregistering, before anything is freed.
 #[pin_data(PinnedDrop)]
 pub(crate) struct VmNotifier<T: VmListener> {
     #[pin]
     nb: Opaque<bindings::notifier_block>,
     queue: OrderedQueue,
-    #[pin]
-    listener: T,
+    listener: Arc<T>,
     #[pin]
     _pin: PhantomPinned,
 }
@@ -340,41 +329,31 @@ unsafe impl<T: VmListener> Send for VmNotifier<T> {}
 unsafe impl<T: VmListener> Sync for VmNotifier<T> {}
 
 impl<T: VmListener> VmNotifier<T> {
-    /// A notifier, not registered yet, around `listener`.
-    pub(crate) fn new(listener: impl PinInit<T, Error>) -> impl PinInit<Self, Error> {
-        try_pin_init!(Self {
-            nb: Opaque::new(bindings::notifier_block {
-                notifier_call: Some(Self::trampoline),
-                next: core::ptr::null_mut(),
-                priority: 0,
-            }),
-            queue: OrderedQueue::new(c"vmfair")?,
-            listener <- listener,
-            _pin: PhantomPinned,
-        }? Error)
-    }
-
-    /// The listener.
-    pub(crate) fn listener(&self) -> &T {
-        &self.listener
-    }
-
-    /// Registers with KVM; existing VMs and vCPU threads are replayed to the listener, and
-    /// handled, before this returns.
-    pub(crate) fn register(self: Pin<&Self>) -> Result {
-        // SAFETY: `nb` is pinned inside `self`, which unregisters it before it goes away.
-        to_result(unsafe { bindings::kvm_vm_notifier_register(self.nb.get()) })?;
-        self.queue.flush();
-        Ok(())
-    }
-
-    /// Unregisters from KVM and waits for the events already queued: once this returns the
-    /// listener is not called any more. Harmless if not registered.
-    pub(crate) fn unregister(self: Pin<&Self>) {
-        // SAFETY: `nb` is a valid notifier block; unregistering an unknown one is a no-op. Once
-        // this returns KVM runs no callback of ours, so nothing queues on `queue` any more.
-        unsafe { bindings::kvm_vm_notifier_unregister(self.nb.get()) };
-        self.queue.flush();
+    /// Registers a notifier that delivers KVM's VM events to `listener` from an ordered
+    /// workqueue named `name`. The VMs and vCPU threads that exist already are replayed to the
+    /// listener, and handled, before this returns. Unregistered when the result is dropped,
+    /// which waits for the events queued until then. Sleeps.
+    pub(crate) fn register(name: &'static CStr, listener: Arc<T>) -> Result<Pin<KBox<Self>>> {
+        let this = KBox::pin_init(
+            try_pin_init!(Self {
+                nb: Opaque::new(bindings::notifier_block {
+                    notifier_call: Some(Self::trampoline),
+                    next: core::ptr::null_mut(),
+                    priority: 0,
+                }),
+                queue: OrderedQueue::new(name)?,
+                listener,
+                _pin: PhantomPinned,
+            }? Error),
+            GFP_KERNEL,
+        )?;
+        // SAFETY: `nb` is pinned inside `this`, and `this` unregisters it when dropped, before
+        // its memory goes; the callback and the listener are ready for the replay.
+        to_result(unsafe { bindings::kvm_vm_notifier_register(this.nb.get()) })?;
+        // INVARIANT: registered; dropping `this` on error above unregisters a block KVM does
+        // not know, which is harmless.
+        this.queue.flush();
+        Ok(this)
     }
 
     /// Makes the owned form of KVM's event `action`, or `None` for one we do not handle.
@@ -385,9 +364,9 @@ impl<T: VmListener> VmNotifier<T> {
     unsafe fn owned_event(action: c_ulong, ev: &bindings::kvm_vm_event) -> Option<VmEvent> {
         let task = |p: *mut bindings::task_struct| {
             NonNull::new(p).map(|p| {
-                // SAFETY: valid for the call (the caller's promise); the `ARef` takes a
-                // reference of its own.
-                ARef::from(unsafe { task_ref(p.as_ptr()) })
+                // SAFETY: `Task` is a transparent wrapper of `task_struct`, and `p` is valid for
+                // the call (the caller's promise); the `ARef` takes a reference of its own.
+                ARef::from(unsafe { &*p.as_ptr().cast::<Task>() })
             })
         };
         let vm = ev.vm as usize;
@@ -409,16 +388,22 @@ impl<T: VmListener> VmNotifier<T> {
         })
     }
 
+    /// The notifier block's callback.
+    ///
+    /// # Safety
+    ///
+    /// Called by KVM only, for the `nb` of a registered `VmNotifier<T>`, with `data` pointing
+    /// to a `struct kvm_vm_event` whose task pointers are null or valid for the call.
     unsafe extern "C" fn trampoline(
         nb: *mut bindings::notifier_block,
         action: c_ulong,
         data: *mut c_void,
     ) -> c_int {
-        // SAFETY: KVM only calls this for `nb` fields of registered `VmNotifier<T>` (type
-        // invariant), which are pinned and alive while registered.
+        // SAFETY: `nb` is the `nb` field of a registered `VmNotifier<T>` (the caller's
+        // promise), which is pinned and alive while registered (type invariant).
         let this = unsafe { kernel::container_of!(Opaque::cast_from(nb).cast_mut(), Self, nb) };
-        // SAFETY: KVM passes a valid `struct kvm_vm_event` whose task pointers are null or
-        // valid for the duration of the call.
+        // SAFETY: `data` is a valid `struct kvm_vm_event` whose task pointers are null or
+        // valid for the duration of the call (the caller's promise).
         let Some(event) = (unsafe { Self::owned_event(action, &*data.cast()) }) else {
             return bindings::NOTIFY_DONE as c_int;
         };
@@ -429,7 +414,7 @@ impl<T: VmListener> VmNotifier<T> {
             let at = at;
             // SAFETY: the notifier flushes its queue before it goes away (type invariant), so
             // it is alive while this item runs.
-            unsafe { &*at.0 }.listener.event(event)
+            T::event(&unsafe { &*at.0 }.listener, event)
         });
         if queued.is_err() {
             pr_warn!("out of memory: a KVM VM event is lost\n");
@@ -441,26 +426,30 @@ impl<T: VmListener> VmNotifier<T> {
 #[pinned_drop]
 impl<T: VmListener> PinnedDrop for VmNotifier<T> {
     fn drop(self: Pin<&mut Self>) {
-        self.as_ref().unregister();
+        // SAFETY: `nb` is a valid notifier block; unregistering one KVM does not know is a
+        // no-op. Once this returns KVM runs no callback of ours, so nothing queues on `queue`
+        // any more.
+        unsafe { bindings::kvm_vm_notifier_unregister(self.nb.get()) };
+        // Every item queued refers to `self`: let them run while it is alive.
+        self.queue.flush();
     }
 }
 
-/// A text buffer for sysctl reads, on the heap.
-///
-/// A file's whole content is formatted on every read and the read takes its slice at the file
-/// position, so a file may be longer than one read: `vms` has a line per VM.
+/// A text buffer for sysctl reads, on the heap, at most [`TextBuf::MAX`] bytes.
 pub(crate) struct TextBuf {
     buf: KVVec<u8>,
 }
 
 impl TextBuf {
-    /// Largest content: 1 MiB, about 16,000 lines of `vms`.
-    const MAX: usize = 1 << 20;
+    /// Largest content: 1 MiB.
+    pub(crate) const MAX: usize = 1 << 20;
 
+    /// An empty buffer.
     pub(crate) fn new() -> Self {
         Self { buf: KVVec::new() }
     }
 
+    /// What was written so far.
     pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.buf
     }
@@ -477,59 +466,149 @@ impl fmt::Write for TextBuf {
     }
 }
 
-/// The behaviour of a family of sysctl files; `key` tells the files apart.
-pub(crate) trait SysctlFile: Sync {
-    /// Formats the file's content.
+/// The behaviour of the files of a [`SysctlTable`]; `key` tells the files apart.
+///
+/// Handlers run in process context, in the task that reads or writes the file, possibly
+/// several at once, and may sleep.
+pub(crate) trait SysctlFile: Send + Sync + 'static {
+    /// Formats the file's whole content into `out`.
     fn show(&self, key: usize, out: &mut TextBuf) -> Result;
-    /// Applies a write of `input` (the whole write); an error changes nothing.
+    /// Applies a write of `input` (the whole write); an error is returned to the writer.
     fn store(&self, key: usize, input: &[u8]) -> Result;
 }
 
-/// Entries `(name, mode, key)` of one sysctl table, all served by `data`.
-pub(crate) fn sysctl_entries<T: SysctlFile>(
-    data: &T,
-    files: &[(&'static CStr, u16, usize)],
-) -> Result<KVec<bindings::ctl_table>> {
-    let mut t = KVec::with_capacity(files.len(), GFP_KERNEL)?;
-    for &(name, mode, key) in files {
-        t.push(sysctl_entry(name, mode, data, key), GFP_KERNEL)?;
-    }
-    Ok(t)
+/// One file of a table.
+#[derive(Clone, Copy)]
+pub(crate) struct SysctlEntry {
+    /// File name.
+    pub(crate) name: &'static CStr,
+    /// Permissions, e.g. `0o644`.
+    pub(crate) mode: u16,
+    /// Passed to the [`SysctlFile`] handlers.
+    pub(crate) key: usize,
 }
 
-/// One file of a sysctl table: handled by `T`'s [`SysctlFile`] with `key`.
+impl SysctlEntry {
+    /// A file `name` with `mode`, served with `key`.
+    pub(crate) const fn new(name: &'static CStr, mode: u16, key: usize) -> Self {
+        Self { name, mode, key }
+    }
+}
+
+/// A registered sysctl directory whose files are served by one `T: SysctlFile`; unregistered
+/// on drop.
 ///
-/// The `data` pointer must outlive the table it goes into; [`SysctlTable::register`] relies on
-/// its caller for that.
-fn sysctl_entry<T: SysctlFile>(
-    name: &'static CStr,
-    mode: u16,
-    data: &T,
-    key: usize,
-) -> bindings::ctl_table {
-    bindings::ctl_table {
-        procname: name.as_ptr().cast(),
-        data: core::ptr::from_ref(data).cast_mut().cast(),
-        maxlen: 0,
-        mode,
-        proc_handler: Some(sysctl_trampoline::<T>),
-        poll: core::ptr::null_mut(),
-        extra1: key as *mut c_void,
-        extra2: core::ptr::null_mut(),
+/// Dropping it waits for the handlers running on it, so it must not be dropped while holding
+/// a lock they take.
+///
+/// # Invariants
+///
+/// `header` is the registration of `table` under `path`. Every entry of `table` has
+/// `sysctl_handler::<T>` as its handler and, as its `data`, `data`: a pointer from
+/// `Arc::<T>::into_foreign()` whose reference this object owns and gives back (`put`) only
+/// after unregistering.
+pub(crate) struct SysctlTable {
+    header: NonNull<bindings::ctl_table_header>,
+    data: *mut c_void,
+    /// Gives back the reference behind `data`: `Arc::<T>::from_foreign()`, then drop.
+    put: unsafe fn(*mut c_void),
+    _table: KVec<bindings::ctl_table>,
+    _path: CString,
+}
+
+// SAFETY: unregistering and dropping the `Arc<T>` (`T: Send + Sync`) may be done from any task.
+unsafe impl Send for SysctlTable {}
+// SAFETY: `&SysctlTable` gives access to nothing.
+unsafe impl Sync for SysctlTable {}
+
+/// Drops the reference behind a pointer from `Arc::<T>::into_foreign()`.
+///
+/// # Safety
+///
+/// `p` comes from `Arc::<T>::into_foreign()` and its reference is not used after this.
+unsafe fn put_arc<T: SysctlFile>(p: *mut c_void) {
+    // SAFETY: as the caller promises.
+    drop(unsafe { Arc::<T>::from_foreign(p) });
+}
+
+impl SysctlTable {
+    /// Registers the directory `path` (e.g. `kernel/vmfair`, parents created as needed) with
+    /// `files`, served by `data`. The table keeps `data` alive until it is unregistered.
+    pub(crate) fn register<T: SysctlFile>(
+        path: CString,
+        data: Arc<T>,
+        files: &[SysctlEntry],
+    ) -> Result<Self> {
+        let mut table = KVec::with_capacity(files.len(), GFP_KERNEL)?;
+        let data = data.into_foreign();
+        // Gives the reference back if anything below fails, before registration.
+        let undo = kernel::types::ScopeGuard::new(|| {
+            // SAFETY: `data` comes from `into_foreign()` and is not used after this guard runs.
+            unsafe { put_arc::<T>(data) }
+        });
+        for f in files {
+            table.push(
+                bindings::ctl_table {
+                    procname: f.name.as_ptr().cast(),
+                    data,
+                    maxlen: 0,
+                    mode: f.mode,
+                    proc_handler: Some(sysctl_handler::<T>),
+                    poll: core::ptr::null_mut(),
+                    extra1: f.key as *mut c_void,
+                    extra2: core::ptr::null_mut(),
+                },
+                GFP_KERNEL,
+            )?;
+        }
+        // SAFETY: `path` and `table` are valid, and the returned object keeps them (and the
+        // reference behind every entry's `data`) alive until it has unregistered the table.
+        let header = unsafe {
+            bindings::register_sysctl_sz(path.as_ptr().cast(), table.as_ptr(), table.len())
+        };
+        let header = NonNull::new(header).ok_or(ENOMEM)?;
+        undo.dismiss();
+        // INVARIANT: `header` registers `table`, whose entries are as described, under `path`.
+        Ok(Self {
+            header,
+            data,
+            put: put_arc::<T>,
+            _table: table,
+            _path: path,
+        })
     }
 }
 
-unsafe extern "C" fn sysctl_trampoline<T: SysctlFile>(
+impl Drop for SysctlTable {
+    fn drop(&mut self) {
+        // SAFETY: `header` is our registration (type invariant), unregistered once, here;
+        // unregister_sysctl_table() waits for the handlers running on it.
+        unsafe { bindings::unregister_sysctl_table(self.header.as_ptr()) };
+        // SAFETY: no handler runs or can start any more, so the reference behind `data` (type
+        // invariant) is not used after this.
+        unsafe { (self.put)(self.data) };
+    }
+}
+
+/// The `proc_handler` of every file of a [`SysctlTable`] served by a `T`.
+///
+/// # Safety
+///
+/// Called by the sysctl core only, for an entry of a registered [`SysctlTable`] served by a
+/// `T`, with `lenp` and `ppos` valid and `buf` holding (writes) or having room for (reads)
+/// `*lenp` bytes.
+unsafe extern "C" fn sysctl_handler<T: SysctlFile>(
     table: *const bindings::ctl_table,
     dir: c_int,
     buf: *mut c_void,
     lenp: *mut usize,
     ppos: *mut bindings::loff_t,
 ) -> c_int {
-    // SAFETY: the sysctl core passes the table entry built by `sysctl_entry::<T>`, whose `data`
-    // is a `T` that outlives the registration (contract of `SysctlTable::register`).
-    let (file, key) = unsafe { (&*(*table).data.cast::<T>(), (*table).extra1 as usize) };
-    // SAFETY: `lenp` and `ppos` are valid for the call.
+    // SAFETY: `table` is an entry of a registered `SysctlTable` served by a `T`, so its `data`
+    // comes from `Arc::<T>::into_foreign()` and the table holds that reference until it has
+    // unregistered, which waits for this call (type invariant of `SysctlTable`).
+    let (file, key) = unsafe { (Arc::<T>::borrow((*table).data), (*table).extra1 as usize) };
+    // SAFETY: `lenp` and `ppos` are valid for the call (the caller's promise).
     let (len, pos) = unsafe { (*lenp, *ppos) };
     let Ok(pos) = usize::try_from(pos) else {
         return EINVAL.to_errno();
@@ -563,49 +642,6 @@ unsafe extern "C" fn sysctl_trampoline<T: SysctlFile>(
         *ppos += n as bindings::loff_t;
     }
     0
-}
-
-/// A registered sysctl table; unregistered on drop.
-///
-/// # Invariants
-///
-/// `header` is the registration of `table` under `path`.
-pub(crate) struct SysctlTable {
-    header: NonNull<bindings::ctl_table_header>,
-    _table: KVec<bindings::ctl_table>,
-    _path: CString,
-}
-
-// SAFETY: the header is only used to unregister, which may be done from any task.
-unsafe impl Send for SysctlTable {}
-// SAFETY: `&SysctlTable` gives no access to anything.
-unsafe impl Sync for SysctlTable {}
-
-impl SysctlTable {
-    /// Registers `table` under `path` (e.g. `kernel/vmfair`).
-    ///
-    /// The `data` of every entry (see [`sysctl_entry`]) must outlive the returned object.
-    /// Dropping it waits for running handlers, so it must not be dropped under a lock they take.
-    pub(crate) fn register(path: CString, table: KVec<bindings::ctl_table>) -> Result<Self> {
-        // SAFETY: `path` and `table` are valid and kept alive in the returned object, which
-        // unregisters the table before freeing them.
-        let header = unsafe {
-            bindings::register_sysctl_sz(path.as_ptr().cast(), table.as_ptr(), table.len())
-        };
-        let header = NonNull::new(header).ok_or(ENOMEM)?;
-        Ok(Self {
-            header,
-            _table: table,
-            _path: path,
-        })
-    }
-}
-
-impl Drop for SysctlTable {
-    fn drop(&mut self) {
-        // SAFETY: `header` is our registration (type invariant), unregistered once.
-        unsafe { bindings::unregister_sysctl_table(self.header.as_ptr()) };
-    }
 }
 
 /// A kernel thread that sleeps until stopped, for the KUnit suites.

@@ -17,7 +17,7 @@
 //! Loading adopts the VMs already running (KVM replays them to the new notifier); unloading
 //! returns every thread to the group it would have without vmfair.
 
-use kernel::prelude::*;
+use kernel::{prelude::*, sync::Arc};
 
 mod glue;
 mod interface;
@@ -38,22 +38,25 @@ module! {
 }
 
 struct VmFair {
-    core: Pin<KBox<glue::VmNotifier<interface::Core>>>,
+    core: Arc<interface::Core>,
+    notifier: Option<Pin<KBox<glue::VmNotifier<interface::Core>>>>,
     sysctls: Option<glue::SysctlTable>,
 }
 
 impl kernel::Module for VmFair {
     fn init(_module: &'static ThisModule) -> Result<Self> {
-        let core = KBox::pin_init(glue::VmNotifier::new(interface::Core::new()), GFP_KERNEL)?;
-        // The sysctl handlers point into `core`, which is pinned and outlives the table (see
-        // `Drop`).
-        let sysctls = Some(core.listener().register_sysctls()?);
-        let this = VmFair { core, sysctls };
+        let core = Arc::pin_init(interface::Core::new(), GFP_KERNEL)?;
+        let sysctls = Some(interface::Core::register_sysctls(&core)?);
+        let mut this = VmFair {
+            core,
+            notifier: None,
+            sysctls,
+        };
         // Replays the running VMs: they are adopted before this returns.
-        this.core.as_ref().register()?;
+        this.notifier = Some(glue::VmNotifier::register(c"vmfair", this.core.clone())?);
         pr_info!(
             "loaded: {} VM process(es) adopted, default weight {}\n",
-            this.core.listener().nr_vms(),
+            this.core.nr_vms(),
             policy::WEIGHT_DEFAULT
         );
         Ok(this)
@@ -62,9 +65,9 @@ impl kernel::Module for VmFair {
 
 impl Drop for VmFair {
     fn drop(&mut self) {
-        // No KVM event after this returns.
-        self.core.as_ref().unregister();
-        let n = self.core.listener().release_all();
+        // Unregistered, and the events queued until then handled: no KVM event after this.
+        self.notifier = None;
+        let n = self.core.release_all();
         // Per-VM directories are gone; now the parent table.
         self.sysctls = None;
         pr_info!("unloaded: {} VM process(es) released\n", n);
