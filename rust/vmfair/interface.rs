@@ -22,9 +22,11 @@
 //! number names a VM only while it names the VMM process that created it. Writes need `CAP_SYS_NICE` (else `EPERM`); bad input fails with `EINVAL`, an unknown pid
 //! with `ESRCH`, and changes nothing.
 
-use crate::glue::{self, SysctlEntry, SysctlFile, SysctlTable, TextBuf, VmEvent, VmListener};
+use crate::glue;
+use crate::kvm_notifier::{VmEvent, VmListener};
 use crate::policy;
 use crate::registry::{Created, Knobs, Registry, Vm};
+use crate::sysctl::{SysctlEntry, SysctlFile, SysctlTable, TextBuf};
 use core::fmt::Write;
 use kernel::{
     new_mutex,

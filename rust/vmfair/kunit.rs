@@ -140,7 +140,7 @@ mod group_tests {
     #[test]
     fn text_buffer_beyond_a_page() {
         use core::fmt::Write;
-        let mut b = glue::TextBuf::new();
+        let mut b = crate::sysctl::TextBuf::new();
         let line = "1234567 vcpus 4 weight 100 shares 1024 group 1234\n";
         let mut ok = 0;
         while b.write_str(line).is_ok() {
@@ -156,7 +156,7 @@ mod group_tests {
     /// whoever else held it.
     #[test]
     fn sysctl_table_holds_its_data() -> Result {
-        use crate::glue::{SysctlEntry, SysctlFile, SysctlTable, TextBuf};
+        use crate::sysctl::{SysctlEntry, SysctlFile, SysctlTable, TextBuf};
         use core::sync::atomic::{AtomicBool, Ordering};
         use kernel::{str::CString, sync::Arc};
         static DROPPED: AtomicBool = AtomicBool::new(false);
@@ -192,7 +192,7 @@ mod group_tests {
     /// unregisters and flushes its queue) and registering again with the same listener.
     #[test]
     fn vm_notifier_registers_while_it_exists() -> Result {
-        use crate::glue::{VmEvent, VmListener, VmNotifier};
+        use crate::kvm_notifier::{VmEvent, VmListener, VmNotifier};
         use kernel::sync::Arc;
         struct Ignore;
         impl VmListener for Ignore {

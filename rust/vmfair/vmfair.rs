@@ -9,7 +9,9 @@
 //! The module is split by concern:
 //! - [`policy`]: pure arithmetic (weights, share modes, entitlement), shared with the host crate
 //!   `vmfair-policy`;
-//! - [`glue`]: the thin `unsafe` layer over the kernel's C interfaces;
+//! - [`glue`]: the thin `unsafe` layer over the kernel's VM group interface;
+//! - [`kvm_notifier`] and [`sysctl`]: safe wrappers of KVM's VM notifier and of sysctl
+//!   directories, with nothing of vmfair in them;
 //! - [`registry`]: which processes run VMs, their vCPU threads, weights and groups;
 //! - [`interface`]: the sysctls and the KVM event handler;
 //! - `kunit`: the KUnit suites, run when the module is loaded on a `CONFIG_KUNIT=y` kernel.
@@ -21,10 +23,12 @@ use kernel::{prelude::*, sync::Arc};
 
 mod glue;
 mod interface;
+mod kvm_notifier;
 /// Public: the same file is the host crate `vmfair-policy`, whose users need what this module
 /// does not call itself (the host's entitlement front end, the parsers' full API).
 pub mod policy;
 mod registry;
+mod sysctl;
 
 #[cfg(CONFIG_KUNIT)]
 mod kunit;
@@ -39,8 +43,8 @@ module! {
 
 struct VmFair {
     core: Arc<interface::Core>,
-    notifier: Option<Pin<KBox<glue::VmNotifier<interface::Core>>>>,
-    sysctls: Option<glue::SysctlTable>,
+    notifier: Option<Pin<KBox<kvm_notifier::VmNotifier<interface::Core>>>>,
+    sysctls: Option<sysctl::SysctlTable>,
 }
 
 impl kernel::Module for VmFair {
@@ -53,7 +57,10 @@ impl kernel::Module for VmFair {
             sysctls,
         };
         // Replays the running VMs: they are adopted before this returns.
-        this.notifier = Some(glue::VmNotifier::register(c"vmfair", this.core.clone())?);
+        this.notifier = Some(kvm_notifier::VmNotifier::register(
+            c"vmfair",
+            this.core.clone(),
+        )?);
         pr_info!(
             "loaded: {} VM process(es) adopted, default weight {}\n",
             this.core.nr_vms(),
