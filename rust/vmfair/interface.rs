@@ -95,7 +95,8 @@ impl Core {
     }
 
     /// Empties the registry, for unload: every VMM goes back to its own group, every VM group
-    /// and per-VM directory goes away.
+    /// and per-VM directory goes away, and with the directories the references they hold on
+    /// the core. Call it once no KVM event can come any more.
     pub(crate) fn release_all(&self) -> usize {
         let mut vms = self.registry.lock().drain();
         let n = vms.len();
