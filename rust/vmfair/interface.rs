@@ -22,11 +22,18 @@
 //! number names a VM only while it names the VMM process that created it. Writes need `CAP_SYS_NICE` (else `EPERM`); bad input fails with `EINVAL`, an unknown pid
 //! with `ESRCH`, and changes nothing.
 
-use crate::glue::{self, SysctlFile, SysctlTable, TextBuf, VmEvent, VmListener};
+use crate::glue;
+use crate::kvm_notifier::{VmEvent, VmListener};
 use crate::policy;
 use crate::registry::{Created, Knobs, Registry, Vm};
+use crate::sysctl::{SysctlEntry, SysctlFile, SysctlTable, TextBuf};
 use core::fmt::Write;
-use kernel::{new_mutex, prelude::*, str::CString, sync::Mutex};
+use kernel::{
+    new_mutex,
+    prelude::*,
+    str::CString,
+    sync::{Arc, Mutex},
+};
 
 /// File keys of the global table.
 const K_ENABLED: usize = 1;
@@ -56,38 +63,40 @@ impl Core {
         }? Error)
     }
 
-    /// The global sysctl table, `kernel/vmfair`. `self` must outlive it.
-    pub(crate) fn register_sysctls(&self) -> Result<SysctlTable> {
-        let t = glue::sysctl_entries(
-            self,
+    /// The global sysctl table, `kernel/vmfair`; it holds a reference on the core.
+    pub(crate) fn register_sysctls(this: &Arc<Self>) -> Result<SysctlTable> {
+        SysctlTable::register(
+            CString::try_from_fmt(fmt!("kernel/vmfair"))?,
+            this.clone(),
             &[
-                (c"enabled", 0o644, K_ENABLED),
-                (c"default_weight", 0o644, K_DEFAULT_WEIGHT),
-                (c"vm_class_weight", 0o644, K_CLASS_WEIGHT),
-                (c"vcpu_slice_us", 0o644, K_SLICE),
-                (c"share_mode", 0o644, K_SHARE_MODE),
-                (c"vms", 0o444, K_VMS),
-                (c"vm_weight", 0o644, K_VM_WEIGHT),
+                SysctlEntry::new(c"enabled", 0o644, K_ENABLED),
+                SysctlEntry::new(c"default_weight", 0o644, K_DEFAULT_WEIGHT),
+                SysctlEntry::new(c"vm_class_weight", 0o644, K_CLASS_WEIGHT),
+                SysctlEntry::new(c"vcpu_slice_us", 0o644, K_SLICE),
+                SysctlEntry::new(c"share_mode", 0o644, K_SHARE_MODE),
+                SysctlEntry::new(c"vms", 0o444, K_VMS),
+                SysctlEntry::new(c"vm_weight", 0o644, K_VM_WEIGHT),
             ],
-        )?;
-        SysctlTable::register(CString::try_from_fmt(fmt!("kernel/vmfair"))?, t)
+        )
     }
 
-    /// The per-VM directory `kernel/vmfair/vm/<tgid>`. `self` must outlive it.
-    fn register_vm_sysctls(&self, tgid: i32) -> Result<SysctlTable> {
+    /// The per-VM directory `kernel/vmfair/vm/<tgid>`. It holds a reference on the core and
+    /// lives in the core's registry: [`Core::release_all`] breaks that cycle at unload.
+    fn register_vm_sysctls(this: &Arc<Self>, tgid: i32) -> Result<SysctlTable> {
         let base = K_VM_BASE + 2 * usize::try_from(tgid).map_err(|_| EINVAL)?;
-        let t = glue::sysctl_entries(
-            self,
+        SysctlTable::register(
+            CString::try_from_fmt(fmt!("kernel/vmfair/vm/{}", tgid))?,
+            this.clone(),
             &[
-                (c"weight", 0o644, base + F_WEIGHT),
-                (c"stats", 0o444, base + F_STATS),
+                SysctlEntry::new(c"weight", 0o644, base + F_WEIGHT),
+                SysctlEntry::new(c"stats", 0o444, base + F_STATS),
             ],
-        )?;
-        SysctlTable::register(CString::try_from_fmt(fmt!("kernel/vmfair/vm/{}", tgid))?, t)
+        )
     }
 
     /// Empties the registry, for unload: every VMM goes back to its own group, every VM group
-    /// and per-VM directory goes away.
+    /// and per-VM directory goes away, and with the directories the references they hold on
+    /// the core. Call it once no KVM event can come any more.
     pub(crate) fn release_all(&self) -> usize {
         let mut vms = self.registry.lock().drain();
         let n = vms.len();
@@ -106,10 +115,10 @@ impl Core {
         self.registry.lock().len()
     }
 
-    fn handle(&self, ev: VmEvent) -> Result {
+    fn handle(this: &Arc<Self>, ev: VmEvent) -> Result {
         let mut removed: Option<Vm> = None;
         let created = {
-            let mut reg = self.registry.lock();
+            let mut reg = this.registry.lock();
             match ev {
                 VmEvent::Create { vm, tgid, vmm } => reg.vm_created(vm, tgid, vmm.as_deref())?,
                 VmEvent::Destroy { vm } => {
@@ -132,8 +141,8 @@ impl Core {
         if let Created::NewProcess(tgid, stale) = created {
             // The directory of a reaped process with the same number goes first.
             drop(stale);
-            let table = self.register_vm_sysctls(tgid)?;
-            let mut reg = self.registry.lock();
+            let table = Self::register_vm_sysctls(this, tgid)?;
+            let mut reg = this.registry.lock();
             let back = reg.set_sysctl(tgid, table);
             if let Ok(info) = reg.info(tgid) {
                 pr_debug!(
@@ -259,8 +268,8 @@ impl Core {
 }
 
 impl VmListener for Core {
-    fn event(&self, ev: VmEvent) {
-        if let Err(e) = self.handle(ev) {
+    fn event(this: &Arc<Self>, ev: VmEvent) {
+        if let Err(e) = Self::handle(this, ev) {
             pr_warn!("KVM event not handled: {:?}\n", e);
         }
     }

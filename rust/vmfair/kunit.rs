@@ -151,7 +151,7 @@ mod group_tests {
     #[test]
     fn text_buffer_beyond_a_page() {
         use core::fmt::Write;
-        let mut b = glue::TextBuf::new();
+        let mut b = crate::sysctl::TextBuf::new();
         let line = "1234567 vcpus 4 weight 100 shares 1024 group 1234\n";
         let mut ok = 0;
         while b.write_str(line).is_ok() {
@@ -161,6 +161,60 @@ mod group_tests {
         assert!(ok >= 1024);
         assert!(b.as_bytes().len() <= 1 << 20);
         assert_eq!(b.as_bytes().len(), ok * line.len());
+    }
+
+    /// A sysctl table keeps the object that serves its files alive until it is unregistered,
+    /// whoever else held it.
+    #[test]
+    fn sysctl_table_holds_its_data() -> Result {
+        use crate::sysctl::{SysctlEntry, SysctlFile, SysctlTable, TextBuf};
+        use core::sync::atomic::{AtomicBool, Ordering};
+        use kernel::{str::CString, sync::Arc};
+        static DROPPED: AtomicBool = AtomicBool::new(false);
+        struct File;
+        impl SysctlFile for File {
+            fn show(&self, _key: usize, _out: &mut TextBuf) -> Result {
+                Ok(())
+            }
+            fn store(&self, _key: usize, _input: &[u8]) -> Result {
+                Err(EPERM)
+            }
+        }
+        impl Drop for File {
+            fn drop(&mut self) {
+                DROPPED.store(true, Ordering::SeqCst);
+            }
+        }
+        DROPPED.store(false, Ordering::SeqCst);
+        let file = Arc::new(File, GFP_KERNEL)?;
+        let t = SysctlTable::register(
+            CString::try_from_fmt(fmt!("kernel/vmfair_kunit"))?,
+            file.clone(),
+            &[SysctlEntry::new(c"probe", 0o444, 0)],
+        )?;
+        drop(file);
+        assert!(!DROPPED.load(Ordering::SeqCst));
+        drop(t);
+        assert!(DROPPED.load(Ordering::SeqCst));
+        Ok(())
+    }
+
+    /// A KVM VM notifier is registered while it exists: registering, dropping (which
+    /// unregisters and flushes its queue) and registering again with the same listener.
+    #[test]
+    fn vm_notifier_registers_while_it_exists() -> Result {
+        use crate::kvm_notifier::{VmEvent, VmListener, VmNotifier};
+        use kernel::sync::Arc;
+        struct Ignore;
+        impl VmListener for Ignore {
+            fn event(_this: &Arc<Self>, _ev: VmEvent) {}
+        }
+        let listener = Arc::new(Ignore, GFP_KERNEL)?;
+        let n = VmNotifier::register(c"vmfair-kunit", listener.clone())?;
+        drop(n);
+        let again = VmNotifier::register(c"vmfair-kunit", listener)?;
+        drop(again);
+        Ok(())
     }
 }
 

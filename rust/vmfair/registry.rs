@@ -14,8 +14,9 @@
 //! reaped while its VM lives on (a child that inherited the VM's file descriptor keeps it). An
 //! entry answers to its number only while that number names its own process.
 
-use crate::glue::{self, ProcStats, ProcessId, SysctlTable, VmGroup};
+use crate::glue::{self, ProcStats, ProcessId, VmGroup};
 use crate::policy::{self, ShareMode};
+use crate::sysctl::SysctlTable;
 use kernel::{prelude::*, sync::aref::ARef, task::Task};
 
 /// The global knobs, as the sysctls set them.

@@ -9,7 +9,9 @@
 //! The module is split by concern:
 //! - [`policy`]: pure arithmetic (weights, share modes, entitlement), shared with the host crate
 //!   `vmfair-policy`;
-//! - [`glue`]: the thin `unsafe` layer over the kernel's C interfaces;
+//! - [`glue`]: the thin `unsafe` layer over the kernel's VM group interface;
+//! - [`kvm_notifier`] and [`sysctl`]: safe wrappers of KVM's VM notifier and of sysctl
+//!   directories, with nothing of vmfair in them;
 //! - [`registry`]: which processes run VMs, their vCPU threads, weights and groups;
 //! - [`interface`]: the sysctls and the KVM event handler;
 //! - `kunit`: the KUnit suites, run when the module is loaded on a `CONFIG_KUNIT=y` kernel.
@@ -17,14 +19,16 @@
 //! Loading adopts the VMs already running (KVM replays them to the new notifier); unloading
 //! returns every thread to the group it would have without vmfair.
 
-use kernel::prelude::*;
+use kernel::{prelude::*, sync::Arc};
 
 mod glue;
 mod interface;
+mod kvm_notifier;
 /// Public: the same file is the host crate `vmfair-policy`, whose users need what this module
 /// does not call itself (the host's entitlement front end, the parsers' full API).
 pub mod policy;
 mod registry;
+mod sysctl;
 
 #[cfg(CONFIG_KUNIT)]
 mod kunit;
@@ -41,22 +45,28 @@ module! {
 }
 
 struct VmFair {
-    core: Pin<KBox<glue::VmNotifier<interface::Core>>>,
-    sysctls: Option<glue::SysctlTable>,
+    core: Arc<interface::Core>,
+    notifier: Option<Pin<KBox<kvm_notifier::VmNotifier<interface::Core>>>>,
+    sysctls: Option<sysctl::SysctlTable>,
 }
 
 impl kernel::Module for VmFair {
     fn init(_module: &'static ThisModule) -> Result<Self> {
-        let core = KBox::pin_init(glue::VmNotifier::new(interface::Core::new()), GFP_KERNEL)?;
-        // The sysctl handlers point into `core`, which is pinned and outlives the table (see
-        // `Drop`).
-        let sysctls = Some(core.listener().register_sysctls()?);
-        let this = VmFair { core, sysctls };
+        let core = Arc::pin_init(interface::Core::new(), GFP_KERNEL)?;
+        let sysctls = Some(interface::Core::register_sysctls(&core)?);
+        let mut this = VmFair {
+            core,
+            notifier: None,
+            sysctls,
+        };
         // Replays the running VMs: they are adopted before this returns.
-        this.core.as_ref().register()?;
+        this.notifier = Some(kvm_notifier::VmNotifier::register(
+            c"vmfair",
+            this.core.clone(),
+        )?);
         pr_info!(
             "loaded: {} VM process(es) adopted, default weight {}\n",
-            this.core.listener().nr_vms(),
+            this.core.nr_vms(),
             policy::WEIGHT_DEFAULT
         );
         Ok(this)
@@ -65,9 +75,9 @@ impl kernel::Module for VmFair {
 
 impl Drop for VmFair {
     fn drop(&mut self) {
-        // No KVM event after this returns.
-        self.core.as_ref().unregister();
-        let n = self.core.listener().release_all();
+        // Unregistered, and the events queued until then handled: no KVM event after this.
+        self.notifier = None;
+        let n = self.core.release_all();
         // Per-VM directories are gone; now the parent table.
         self.sysctls = None;
         pr_info!("unloaded: {} VM process(es) released\n", n);

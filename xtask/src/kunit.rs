@@ -5,6 +5,7 @@
 
 use crate::util::{self, Ctx};
 use anyhow::{bail, Context, Result};
+use serde::Deserialize;
 use std::process::Command;
 
 /// One KUnit test case.
@@ -37,42 +38,51 @@ pub fn parse(ctx: &Ctx, log: &str) -> Result<Vec<Case>> {
             String::from_utf8_lossy(&out.stdout)
         )
     })?;
-    let v: serde_json::Value = serde_json::from_str(&text).context("kunit.py JSON")?;
+    let top: Group = serde_json::from_str(&text).context("kunit.py JSON")?;
     let mut cases = Vec::new();
-    walk(&v, "", true, &mut cases);
+    walk(&top, "", true, &mut cases);
     if cases.is_empty() {
         bail!("no KUnit test cases found in the guest's kernel log (did the module's suites run?)");
     }
     Ok(cases)
 }
 
-fn walk(v: &serde_json::Value, prefix: &str, top: bool, out: &mut Vec<Case>) {
-    let name = v["name"].as_str().unwrap_or("");
+/// A group of kunit.py's JSON: a suite, or its synthetic top level; the fields read here
+/// (it has more: `misc` counts, build metadata).
+#[derive(Debug, Deserialize)]
+struct Group {
+    name: String,
+    sub_groups: Vec<Group>,
+    test_cases: Vec<TestCase>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TestCase {
+    name: String,
+    status: String,
+}
+
+fn walk(g: &Group, prefix: &str, top: bool, out: &mut Vec<Case>) {
     // The top level is kunit.py's synthetic group ("KUnit Test Group").
     let here = if top {
         String::new()
     } else if prefix.is_empty() {
-        name.to_string()
+        g.name.clone()
     } else {
-        format!("{prefix}.{name}")
+        format!("{prefix}.{}", g.name)
     };
-    if let Some(cases) = v["test_cases"].as_array() {
-        for c in cases {
-            let n = c["name"].as_str().unwrap_or("?");
-            out.push(Case {
-                name: if here.is_empty() {
-                    n.to_string()
-                } else {
-                    format!("{here}.{n}")
-                },
-                status: c["status"].as_str().unwrap_or("FAIL").to_string(),
-            });
-        }
+    for c in &g.test_cases {
+        out.push(Case {
+            name: if here.is_empty() {
+                c.name.clone()
+            } else {
+                format!("{here}.{}", c.name)
+            },
+            status: c.status.clone(),
+        });
     }
-    if let Some(groups) = v["sub_groups"].as_array() {
-        for g in groups {
-            walk(g, &here, false, out);
-        }
+    for sub in &g.sub_groups {
+        walk(sub, &here, false, out);
     }
 }
 
@@ -82,16 +92,27 @@ mod tests {
 
     #[test]
     fn nested_groups_are_flattened() {
-        let v: serde_json::Value = serde_json::from_str(
+        let g: Group = serde_json::from_str(
             r#"{"name":"KUnit Test Group","test_cases":[],"sub_groups":[
-                {"name":"vmfair_policy","sub_groups":[],"test_cases":[
+                {"name":"vmfair_policy","sub_groups":[],"misc":{"tests":2},"test_cases":[
                     {"name":"weights","status":"PASS"},{"name":"share","status":"FAIL"}]}]}"#,
         )
         .unwrap();
         let mut c = Vec::new();
-        walk(&v, "", true, &mut c);
+        walk(&g, "", true, &mut c);
         assert_eq!(c.len(), 2);
         assert_eq!(c[0].name, "vmfair_policy.weights");
         assert_eq!(c[1].status, "FAIL");
+    }
+
+    /// A case without a status is an error, not a case counted as failed (or passed).
+    #[test]
+    fn malformed_json_fails() {
+        let bad = |t: &str| serde_json::from_str::<Group>(t).unwrap_err().to_string();
+        let e = bad(r#"{"name":"g","sub_groups":[],"test_cases":[{"name":"x"}]}"#);
+        assert!(e.contains("missing field `status`"), "{e}");
+        let e = bad(r#"{"name":"g","sub_groups":[],"test_cases":[{"name":1,"status":"PASS"}]}"#);
+        assert!(e.contains("invalid type: integer `1`"), "{e}");
+        assert!(bad(r#"{"name":"g","test_cases":[]}"#).contains("missing field `sub_groups`"));
     }
 }

@@ -12,6 +12,7 @@ mod overhead;
 mod overhead_report;
 mod peers;
 mod qemu;
+mod readers;
 mod realvmm;
 mod scale;
 mod scenario;

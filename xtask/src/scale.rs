@@ -9,9 +9,14 @@
 
 use crate::kbuild::Built;
 use crate::qemu::{self, Boot, Mode};
+use crate::readers::{
+    self,
+    scale::{Model, Pct, Run, ScaleFile, StructSizes},
+};
 use crate::util::{self, info, phase, Ctx};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
@@ -42,8 +47,8 @@ char vmfair_size_autogroup[sizeof(struct autogroup)];
 "#;
 
 /// Compiles [`PROBE_C`] against the kernel's build directory (one object, not linked or
-/// loaded) and returns `{"cfs_tg_state": bytes, "cfs_tg_state_align": bytes, ...}`.
-fn probe_sizes(ctx: &Ctx, built: &Built) -> Result<Value> {
+/// loaded) and returns the sizes.
+fn probe_sizes(ctx: &Ctx, built: &Built) -> Result<StructSizes> {
     let dir = built.dir.join("vmfair-scale-probe");
     std::fs::create_dir_all(&dir)?;
     util::write(
@@ -63,9 +68,9 @@ fn probe_sizes(ctx: &Ctx, built: &Built) -> Result<Value> {
 }
 
 /// `nm -S` lines `<addr> <size> B vmfair_size_<name>` (or `vmfair_align_<name>`, read as
-/// `<name>_align`) into `{name: size}`; every structure of [`PROBE_C`] must be there.
-pub fn parse_nm(text: &str) -> Result<Value> {
-    let mut out = serde_json::Map::new();
+/// `<name>_align`) into the sizes; every structure of [`PROBE_C`] must be there.
+pub fn parse_nm(text: &str) -> Result<StructSizes> {
+    let mut out = BTreeMap::new();
     for line in text.lines() {
         let w: Vec<&str> = line.split_whitespace().collect();
         let [_, size, _, sym] = w[..] else { continue };
@@ -78,29 +83,28 @@ pub fn parse_nm(text: &str) -> Result<Value> {
             _ => continue,
         };
         let n = u64::from_str_radix(size, 16).with_context(|| format!("nm: {line}"))?;
-        out.insert(key, json!(n));
+        out.insert(key, n);
     }
-    for k in [
-        "cfs_tg_state",
-        "cfs_tg_state_align",
-        "cfs_rq",
-        "sched_entity",
-        "task_group",
-        "autogroup",
-    ] {
-        if !out.contains_key(k) {
-            bail!("the size probe has no {k}: {text}");
-        }
-    }
-    Ok(Value::Object(out))
+    let get = |k: &str| {
+        out.get(k)
+            .copied()
+            .with_context(|| format!("the size probe has no {k}: {text}"))
+    };
+    Ok(StructSizes {
+        autogroup: get("autogroup")?,
+        cfs_rq: get("cfs_rq")?,
+        cfs_tg_state: get("cfs_tg_state")?,
+        cfs_tg_state_align: get("cfs_tg_state_align")?,
+        sched_entity: get("sched_entity")?,
+        task_group: get("task_group")?,
+    })
 }
 
 /// Percpu bytes of one VM group per CPU: one `struct cfs_tg_state`, rounded up to its
 /// alignment (the percpu allocator's unit for it).
-pub fn percpu_per_cpu(sizes: &Value) -> Option<u64> {
-    let size = sizes["cfs_tg_state"].as_u64()?;
-    let align = sizes["cfs_tg_state_align"].as_u64()?.max(1);
-    Some(size.div_ceil(align) * align)
+pub fn percpu_per_cpu(sizes: &StructSizes) -> u64 {
+    let align = sizes.cfs_tg_state_align.max(1);
+    sizes.cfs_tg_state.div_ceil(align) * align
 }
 
 /// Kernel memory of one VM group on `cpus` CPUs, bytes: the measured slab part, which does not
@@ -109,21 +113,30 @@ pub fn model_bytes(slab_per_vm: f64, per_cpu: u64, cpus: u32) -> f64 {
     slab_per_vm + (per_cpu * u64::from(cpus)) as f64
 }
 
-/// Adds the model to every run: `model` = {per_cpu_bytes, at_measured_kib, estimate_kib}.
-fn add_model(all: &mut Value) {
-    let Some(per_cpu) = percpu_per_cpu(&all["sizes"]) else {
-        return;
-    };
-    for r in all["runs"].as_array_mut().into_iter().flatten() {
-        let Some(slab) = r["memory"]["per_vm_bytes"]["slab"].as_f64() else {
-            continue;
-        };
-        let cpus = r["possible_cpus"].as_u64().unwrap_or(1) as u32;
-        r["model"] = json!({
-            "per_cpu_bytes": per_cpu,
-            "at_measured_kib": model_bytes(slab, per_cpu, cpus) / 1024.0,
-            "estimate_kib": model_bytes(slab, per_cpu, ESTIMATE_CPUS) / 1024.0,
-        });
+/// The model of a run with a memory figure: [`Model`].
+fn model(sizes: &StructSizes, run: &Run) -> Option<Model> {
+    let slab = run.memory.as_ref()?.per_vm_bytes.slab;
+    let per_cpu = percpu_per_cpu(sizes);
+    Some(Model {
+        per_cpu_bytes: per_cpu,
+        at_measured_kib: model_bytes(slab, per_cpu, run.possible_cpus) / 1024.0,
+        estimate_kib: model_bytes(slab, per_cpu, ESTIMATE_CPUS) / 1024.0,
+    })
+}
+
+/// Adds `model` to every run that the typed reader reads and that has a memory figure. A run
+/// it cannot read is a problem; the file is written all the same, and reading it back names
+/// the field.
+fn add_model(sizes: Option<&StructSizes>, runs: &mut [Value], problems: &mut Vec<String>) {
+    for r in runs {
+        match serde_json::from_value::<Run>(r.clone()) {
+            Err(e) => problems.push(format!("a run's result does not read: {e}")),
+            Ok(run) => {
+                if let Some(m) = sizes.and_then(|z| model(z, &run)) {
+                    r["model"] = json!(m);
+                }
+            }
+        }
     }
 }
 
@@ -184,19 +197,17 @@ pub fn parse_args(args: &[String]) -> Result<Plan> {
 pub fn cmd(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let dir = ctx.results().join("scale");
     if args.first().map(String::as_str) == Some("--report") {
-        let all: Value = serde_json::from_str(&util::read(&dir.join("scale.json"))?)?;
+        let path = dir.join("scale.json");
+        let all = readers::scale::parse(&path.display().to_string(), &util::read(&path)?)?;
         return finish(&dir, &all);
     }
     let plan = parse_args(args)?;
     let t0 = Instant::now();
     let (built, base) = crate::build_all(ctx)?;
-    let sizes = match probe_sizes(ctx, &built) {
-        Ok(v) => v,
-        Err(e) => {
-            info(&format!("no structure sizes, no 256-CPU model: {e:#}"));
-            json!({"error": format!("{e:#}")})
-        }
-    };
+    let sizes = probe_sizes(ctx, &built);
+    if let Err(e) = &sizes {
+        info(&format!("no structure sizes, no 256-CPU model: {e:#}"));
+    }
     let largest = plan.runs.iter().map(|r| r.0).max().unwrap_or(1);
     let mem_mib = 2048 + 2 * largest;
     let mut lines = vec!["info".to_string()];
@@ -260,7 +271,8 @@ pub fn cmd(ctx: &Ctx, args: &[String]) -> Result<i32> {
         Mode::MultiThread => "multi",
         Mode::SingleThread => "single",
     };
-    let mut all = json!({
+    add_model(sizes.as_ref().ok(), &mut runs, &mut problems);
+    let all = json!({
         "guest_cpus": GUEST_CPUS,
         "guest_mem_mib": mem_mib,
         "tcg": mode,
@@ -270,20 +282,25 @@ pub fn cmd(ctx: &Ctx, args: &[String]) -> Result<i32> {
         "elapsed_s": t0.elapsed().as_secs(),
         "console": out.console.display().to_string(),
         "problems": problems,
-        "sizes": sizes,
+        "sizes": match &sizes {
+            Ok(z) => json!(z),
+            Err(e) => json!({"error": format!("{e:#}")}),
+        },
         "runs": runs,
     });
-    add_model(&mut all);
     std::fs::create_dir_all(&dir)?;
-    util::write(
-        &dir.join("scale.json"),
-        serde_json::to_string_pretty(&all)? + "\n",
-    )?;
-    finish(&dir, &all)
+    let path = dir.join("scale.json");
+    let text = serde_json::to_string_pretty(&all)? + "\n";
+    util::write(&path, &text)?;
+    // Read back through the typed reader: what the report shows is what the file says.
+    finish(
+        &dir,
+        &readers::scale::parse(&path.display().to_string(), &text)?,
+    )
 }
 
 /// Writes the report, prints the summary, returns the exit status.
-fn finish(dir: &Path, all: &Value) -> Result<i32> {
+fn finish(dir: &Path, all: &ScaleFile) -> Result<i32> {
     let report = render(all);
     util::write(&dir.join("report.md"), &report)?;
     info(&format!("wrote {}/report.md and scale.json", dir.display()));
@@ -297,83 +314,62 @@ fn finish(dir: &Path, all: &Value) -> Result<i32> {
 }
 
 /// Every problem of the boot and of each run.
-pub fn all_problems(all: &Value) -> Vec<String> {
-    let mut out: Vec<String> = strs(&all["problems"]);
-    for r in runs(all) {
-        let n = &r["vms"];
-        out.extend(
-            strs(&r["problems"])
-                .into_iter()
-                .map(|p| format!("{n} VMs: {p}")),
-        );
-        if r["passed"] != json!(true) && strs(&r["problems"]).is_empty() {
+pub fn all_problems(all: &ScaleFile) -> Vec<String> {
+    let mut out = all.problems.clone();
+    for r in &all.runs {
+        let n = r.vms;
+        out.extend(r.problems.iter().map(|p| format!("{n} VMs: {p}")));
+        if !r.passed && r.problems.is_empty() {
             out.push(format!("{n} VMs: not passed"));
         }
     }
     out
 }
 
-fn strs(v: &Value) -> Vec<String> {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.as_str().map(str::to_string))
-        .collect()
-}
-
-fn runs(all: &Value) -> impl Iterator<Item = &Value> {
-    all["runs"].as_array().into_iter().flatten()
-}
-
-/// The run with the most VMs.
-fn largest(all: &Value) -> Option<&Value> {
-    runs(all).max_by_key(|r| r["vms"].as_u64().unwrap_or(0))
-}
-
 /// `scale: N VMs grouped, modprobe X s, rmmod Y s, Z KiB per VM group`, for the largest run.
-pub fn last_line(all: &Value) -> String {
-    let Some(r) = largest(all) else {
+pub fn last_line(all: &ScaleFile) -> String {
+    let Some(r) = all.largest() else {
         return "scale: no run finished".into();
     };
     format!(
         "scale: {} VMs grouped, modprobe {} s, rmmod {} s, {} KiB per VM group",
-        num(&r["start"]["grouped"], 0),
-        num(&r["modprobe_s"], 2),
-        num(&r["rmmod_s"], 2),
-        num(&r["memory"]["per_vm_kib"], 2)
+        num(r.start.as_ref().map(|s| s.grouped as f64), 0),
+        num(r.modprobe_s, 2),
+        num(r.rmmod_s, 2),
+        num(r.memory.as_ref().map(|m| m.per_vm_kib), 2)
     )
 }
 
 /// A number with `places` decimals, or `?` when absent.
-fn num(v: &Value, places: usize) -> String {
-    match v.as_f64() {
+fn num(v: Option<f64>, places: usize) -> String {
+    match v {
         Some(x) => format!("{x:.places$}"),
         None => "?".into(),
     }
 }
 
+/// A count, or `?` when absent.
+fn count(v: Option<u64>) -> String {
+    v.map_or("?".into(), |x| x.to_string())
+}
+
 /// `{"0": 33, "1": 31}` as `33+31`.
-fn cpu_split(v: &Value) -> String {
-    match v.as_object() {
-        Some(m) if !m.is_empty() => m.values().map(|n| num(n, 0)).collect::<Vec<_>>().join("+"),
+fn cpu_split(v: Option<&BTreeMap<String, u64>>) -> String {
+    match v {
+        Some(m) if !m.is_empty() => m.values().map(u64::to_string).collect::<Vec<_>>().join("+"),
         _ => "?".into(),
     }
 }
 
-/// `p50 / p99 / max` of a percentile object.
-fn pct(v: &Value) -> String {
-    if v.is_null() {
-        return "?".into();
+/// `p50 / p99 / max` of percentiles.
+fn pct(v: Option<&Pct>) -> String {
+    match v {
+        None => "?".into(),
+        Some(p) => format!("{:.2} / {:.2} / {:.2}", p.p50, p.p99, p.max),
     }
-    format!(
-        "{} / {} / {}",
-        num(&v["p50"], 2),
-        num(&v["p99"], 2),
-        num(&v["max"], 2)
-    )
 }
 
-fn summary_table(all: &Value) -> String {
+fn summary_table(all: &ScaleFile) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -388,55 +384,45 @@ fn summary_table(all: &Value) -> String {
         "fair worst",
         "passed"
     );
-    for r in runs(all) {
-        let fair = &r["fairness"];
+    for r in &all.runs {
+        let start = r.start.as_ref();
         let _ = writeln!(
             s,
             "{:>5} {:>8} {:>22} {:>9} {:>9} {:>9} {:>10} {:>11} {:>8}",
-            num(&r["vms"], 0),
-            num(&r["start"]["grouped"], 0),
-            pct(&r["start"]["group_ms"]),
-            num(&r["modprobe_s"], 3),
-            num(&r["rmmod_s"], 3),
-            num(&r["memory"]["per_vm_kib"], 2),
-            num(&r["model"]["estimate_kib"], 1),
-            if fair.is_null() {
-                "-".to_string()
-            } else {
-                format!(
-                    "{}%",
-                    num(
-                        &Value::from(fair["worst_deviation"].as_f64().unwrap_or(0.0) * 100.0),
-                        1
-                    )
-                )
+            r.vms,
+            count(start.map(|s| s.grouped)),
+            pct(start.and_then(|s| s.group_ms.as_ref())),
+            num(r.modprobe_s, 3),
+            num(r.rmmod_s, 3),
+            num(r.memory.as_ref().map(|m| m.per_vm_kib), 2),
+            num(r.model.as_ref().map(|m| m.estimate_kib), 1),
+            match &r.fairness {
+                None => "-".to_string(),
+                Some(f) => format!("{:.1}%", f.worst_deviation * 100.0),
             },
-            r["passed"]
-                .as_bool()
-                .map_or("?", |p| if p { "yes" } else { "NO" })
+            if r.passed { "yes" } else { "NO" }
         );
     }
     s
 }
 
 /// `results/scale/report.md`.
-pub fn render(all: &Value) -> String {
+pub fn render(all: &ScaleFile) -> String {
     let mut s = String::new();
-    let kernel = largest(all)
-        .and_then(|r| r["kernel"].as_str())
-        .unwrap_or("?");
+    let largest = all.largest();
+    let kernel = largest.map_or("?", |r| r.kernel.as_str());
     let _ = writeln!(s, "# vmfair at scale\n");
     let _ = writeln!(
         s,
         "Kernel {kernel}, {} guest CPUs ({} possible), {} MiB, QEMU TCG ({}-threaded) with nested \
-         SVM; {} VMs set up at a time; one boot of {} s. Method: \
+         SVM; {} VMs set up at a time; one boot of {:.0} s. Method: \
          `Documentation/vmfair/scale.rst`.\n",
-        num(&all["guest_cpus"], 0),
-        largest(all).map_or("?".into(), |r| num(&r["possible_cpus"], 0)),
-        num(&all["guest_mem_mib"], 0),
-        all["tcg"].as_str().unwrap_or("?"),
-        num(&all["parallel"], 0),
-        num(&all["boot_s"], 0),
+        all.guest_cpus,
+        largest.map_or("?".into(), |r| r.possible_cpus.to_string()),
+        all.guest_mem_mib,
+        all.tcg,
+        all.parallel,
+        all.boot_s,
     );
     let _ = writeln!(s, "## Grouping at VM creation\n");
     let _ = writeln!(
@@ -448,23 +434,23 @@ pub fn render(all: &Value) -> String {
          | VMs | start (s) | VMs/s | grouped | at create | creation to group | \
          KVM_CREATE_VM | VM setup | in own VM group (sched/debug) | KVM_CREATE_VM, no vmfair |\n\
          | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | ---: | --- |",
-        num(&all["parallel"], 0)
+        all.parallel
     );
-    for r in runs(all) {
-        let st = &r["start"];
+    for r in &all.runs {
+        let st = r.start.as_ref();
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            num(&r["vms"], 0),
-            num(&st["total_s"], 1),
-            num(&st["vms_per_s"], 1),
-            num(&st["grouped"], 0),
-            num(&st["grouped_at_create"], 0),
-            pct(&st["group_ms"]),
-            pct(&st["create_vm_ms"]),
-            pct(&st["setup_ms"]),
-            num(&r["grouped_check"]["sched_debug_same_id"], 0),
-            pct(&r["start_stock"]["create_vm_ms"]),
+            r.vms,
+            num(st.map(|x| x.total_s), 1),
+            num(st.map(|x| x.vms_per_s), 1),
+            count(st.map(|x| x.grouped)),
+            count(st.map(|x| x.grouped_at_create)),
+            pct(st.and_then(|x| x.group_ms.as_ref())),
+            pct(st.and_then(|x| x.create_vm_ms.as_ref())),
+            pct(st.and_then(|x| x.setup_ms.as_ref())),
+            count(r.grouped_check.as_ref().map(|c| c.sched_debug_same_id)),
+            pct(r.start_stock.as_ref().and_then(|x| x.create_vm_ms.as_ref())),
         );
     }
     let _ = writeln!(s, "\n## Loading and unloading with the VMs running\n");
@@ -478,22 +464,24 @@ pub fn render(all: &Value) -> String {
          released | kill all, no vmfair | kill all, vmfair (until released) |\n\
          | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
-    for r in runs(all) {
-        let rel = &r["released_check"];
-        let released = rel["left_in_vmgroup"] == json!(0) && rel["vmfair_dir"] == json!(false);
+    for r in &all.runs {
+        let released = r
+            .released_check
+            .as_ref()
+            .is_some_and(|c| c.left_in_vmgroup == 0 && !c.vmfair_dir);
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            num(&r["vms"], 0),
-            num(&r["modprobe_empty_s"], 3),
-            num(&r["rmmod_empty_s"], 3),
-            num(&r["modprobe_s"], 3),
-            num(&r["adopted"], 0),
-            num(&r["adopted_check"]["sched_debug_same_id"], 0),
-            num(&r["rmmod_s"], 3),
+            r.vms,
+            num(r.modprobe_empty_s, 3),
+            num(r.rmmod_empty_s, 3),
+            num(r.modprobe_s, 3),
+            count(r.adopted),
+            count(r.adopted_check.as_ref().map(|c| c.sched_debug_same_id)),
+            num(r.rmmod_s, 3),
             if released { "all" } else { "NO" },
-            num(&r["stock_teardown_s"], 2),
-            num(&r["teardown_s"], 2),
+            num(r.stock_teardown_s, 2),
+            num(r.teardown_s, 2),
         );
     }
     let _ = writeln!(s, "\n## Kernel memory per VM group\n");
@@ -510,31 +498,30 @@ pub fn render(all: &Value) -> String {
          (KiB) | left after the run (KiB) |\n\
          | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
-    for r in runs(all) {
-        let m = &r["memory"];
-        let b = &m["per_vm_bytes"];
+    for r in &all.runs {
+        let m = r.memory.as_ref();
+        let b = m.map(|m| &m.per_vm_bytes);
+        let model = r.model.as_ref();
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            num(&r["vms"], 0),
-            num(&b["slab"], 0),
-            num(&b["sunreclaim"], 0),
-            num(&b["slab_objects"], 0),
-            num(&b["percpu"], 0),
-            num(&m["per_vm_kib"], 2),
-            num(
-                &Value::from(b["released"].as_f64().unwrap_or(f64::NAN) / 1024.0),
-                2
-            ),
-            num(&r["model"]["at_measured_kib"], 2),
-            num(&r["model"]["estimate_kib"], 1),
-            num(&m["module_fixed_kib"], 0),
-            num(&m["after_run_kib"], 0),
+            r.vms,
+            num(b.map(|b| b.slab), 0),
+            num(b.map(|b| b.sunreclaim), 0),
+            num(b.map(|b| b.slab_objects), 0),
+            num(b.map(|b| b.percpu), 0),
+            num(m.map(|m| m.per_vm_kib), 2),
+            num(b.map(|b| b.released / 1024.0), 2),
+            num(model.map(|m| m.at_measured_kib), 2),
+            num(model.map(|m| m.estimate_kib), 1),
+            count_i(m.map(|m| m.module_fixed_kib)),
+            count_i(m.and_then(|m| m.after_run_kib)),
         );
     }
-    let z = &all["sizes"];
-    let possible = largest(all).map_or("C".into(), |r| num(&r["possible_cpus"], 0));
-    let per_cpu = percpu_per_cpu(z).map_or("?".into(), |b| b.to_string());
+    let z = all.sizes.compiled();
+    let possible = largest.map_or("C".into(), |r| r.possible_cpus.to_string());
+    let size = |f: fn(&StructSizes) -> u64| count(z.map(f));
+    let per_cpu = size(percpu_per_cpu);
     let _ = writeln!(
         s,
         "\nA VM group is an autogroup (`struct autogroup`, {} B) with a task group (`struct \
@@ -549,15 +536,18 @@ pub fn render(all: &Value) -> String {
          populated first chunk and gives freed pages back only when many are empty, so the \
          loaded-minus-unloaded difference sees a group's percpu memory only once the groups \
          need pages of their own.",
-        num(&z["autogroup"], 0),
-        num(&z["task_group"], 0),
-        num(&z["cfs_rq"], 0),
-        num(&z["sched_entity"], 0),
-        num(&z["cfs_tg_state"], 0),
-        num(&z["cfs_tg_state_align"], 0),
+        size(|z| z.autogroup),
+        size(|z| z.task_group),
+        size(|z| z.cfs_rq),
+        size(|z| z.sched_entity),
+        size(|z| z.cfs_tg_state),
+        size(|z| z.cfs_tg_state_align),
     );
-    if let Some(r) = largest(all) {
-        let caches = r["memory"]["slab_caches_adopted_minus_unloaded"].as_array();
+    if let Some(r) = largest {
+        let caches = r
+            .memory
+            .as_ref()
+            .map(|m| &m.slab_caches_adopted_minus_unloaded);
         if let Some(c) = caches.filter(|c| !c.is_empty()) {
             let _ = writeln!(
                 s,
@@ -565,16 +555,13 @@ pub fn render(all: &Value) -> String {
                  merged caches show under one name):\n\n\
                  | cache | object (B) | objects per VM | slab bytes per VM |\n\
                  | --- | ---: | ---: | ---: |",
-                num(&r["vms"], 0)
+                r.vms
             );
             for x in c {
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {} | {} |",
-                    x["name"].as_str().unwrap_or("?"),
-                    num(&x["objsize"], 0),
-                    num(&x["objs_per_vm"], 2),
-                    num(&x["bytes_per_vm"], 0)
+                    "| {} | {} | {:.2} | {:.0} |",
+                    x.name, x.objsize, x.objs_per_vm, x.bytes_per_vm
                 );
             }
         }
@@ -587,24 +574,26 @@ pub fn render(all: &Value) -> String {
          walk, unloaded | files | sysctl -a, loaded | sysctl -a, unloaded |\n\
          | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
-    for r in runs(all) {
-        let (l, u) = (&r["reads"]["loaded"], &r["reads"]["unloaded"]);
+    for r in &all.runs {
+        let reads = r.reads.as_ref();
+        let l = reads.and_then(|x| x.loaded.as_ref());
+        let u = reads.and_then(|x| x.unloaded.as_ref());
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            num(&r["vms"], 0),
-            num(&l["vms_ms"]["median"], 2),
-            match l["vms_error"].as_str() {
+            r.vms,
+            num(l.map(|l| l.vms_ms.median), 2),
+            match l.and_then(|l| l.vms_error.as_ref()) {
                 Some(e) => format!("read fails: {e}"),
-                None => num(&l["vms_bytes"], 0),
+                None => count(l.and_then(|l| l.vms_bytes)),
             },
-            num(&l["vm_dir_ms"]["median"], 2),
-            num(&l["proc_sys_walk_ms"]["median"], 1),
-            num(&l["proc_sys_files"], 0),
-            num(&u["proc_sys_walk_ms"]["median"], 1),
-            num(&u["proc_sys_files"], 0),
-            num(&l["sysctl_a_ms"]["median"], 1),
-            num(&u["sysctl_a_ms"]["median"], 1),
+            num(l.map(|l| l.vm_dir_ms.median), 2),
+            num(l.map(|l| l.proc_sys_walk_ms.median), 1),
+            count(l.map(|l| l.proc_sys_files)),
+            num(u.map(|u| u.proc_sys_walk_ms.median), 1),
+            count(u.map(|u| u.proc_sys_files)),
+            num(l.map(|l| l.sysctl_a_ms.median), 1),
+            num(u.map(|u| u.sysctl_a_ms.median), 1),
         );
     }
     let _ = writeln!(s, "\n## Fairness between busy 1-vCPU VMs\n");
@@ -618,32 +607,24 @@ pub fn render(all: &Value) -> String {
          outside ±10% | no progress | busy VMs per CPU, start / end | migrations |\n\
          | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"
     );
-    for r in runs(all).filter(|r| !r["fairness"].is_null()) {
-        let f = &r["fairness"];
+    for r in &all.runs {
+        let Some(f) = &r.fairness else { continue };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {}% | {} | {} | {} / {} | {} |",
-            num(&r["vms"], 0),
-            num(&f["busy"], 0),
-            num(&f["window_s"], 1),
-            num(&f["entitlement_cpu"], 4),
-            num(&f["min_cpu"], 4),
-            num(&f["max_cpu"], 4),
-            num(&f["sum_cpu"], 3),
-            num(
-                &Value::from(f["worst_deviation"].as_f64().unwrap_or(f64::NAN) * 100.0),
-                1
-            ),
-            num(&f["outside"], 0),
-            num(&f["stalled"], 0),
-            cpu_split(&f["vms_per_cpu"][0]),
-            cpu_split(
-                f["vms_per_cpu"]
-                    .as_array()
-                    .and_then(|v| v.last())
-                    .unwrap_or(&Value::Null)
-            ),
-            num(&f["migrations"], 0),
+            "| {} | {} | {:.1} | {:.4} | {:.4} | {:.4} | {:.3} | {:.1}% | {} | {} | {} / {} | {} |",
+            r.vms,
+            f.busy,
+            f.window_s,
+            f.entitlement_cpu,
+            f.min_cpu,
+            f.max_cpu,
+            f.sum_cpu,
+            f.worst_deviation * 100.0,
+            f.outside,
+            f.stalled,
+            cpu_split(f.vms_per_cpu.first()),
+            cpu_split(f.vms_per_cpu.last()),
+            f.migrations,
         );
     }
     let problems = all_problems(all);
@@ -656,6 +637,11 @@ pub fn render(all: &Value) -> String {
     }
     let _ = writeln!(s, "\n{}", last_line(all));
     s
+}
+
+/// A signed count, or `?` when absent.
+fn count_i(v: Option<i64>) -> String {
+    v.map_or("?".into(), |x| x.to_string())
 }
 
 #[cfg(test)]
@@ -683,31 +669,53 @@ mod tests {
         assert!(parse_args(&s(&["--bogus"])).is_err());
     }
 
-    fn result(vms: u64, passed: bool) -> Value {
-        json!({
-            "vms": vms, "passed": passed, "problems": if passed { json!([]) } else { json!(["x"]) },
-            "kernel": "7.3.4", "possible_cpus": 2,
-            "start": {"grouped": vms, "group_ms": {"n": vms, "p50": 1.5, "p99": 2.0, "max": 3.25}},
-            "modprobe_s": 0.5, "rmmod_s": 1.25,
-            "memory": {"per_vm_kib": 2.5, "estimate_256cpu_kib": 120.0},
-        })
+    const FILE: &str = include_str!("readers/testdata/scale.json");
+    /// The probe failed, a run aborted early, one had no busy VM and could not read `vms`,
+    /// one has no slab cache list and no placement series.
+    const ODD: &str = include_str!("readers/testdata/scale-odd.json");
+
+    fn file(text: &str) -> Result<ScaleFile> {
+        readers::scale::parse("scale.json", text)
+    }
+
+    /// A copy of [`FILE`] with one change made to its JSON.
+    fn changed(f: impl FnOnce(&mut Value)) -> String {
+        let mut v: Value = serde_json::from_str(FILE).unwrap();
+        f(&mut v);
+        v.to_string()
     }
 
     #[test]
     fn summary_line_is_the_largest_run() {
-        let all = json!({"problems": [], "runs": [result(64, true), result(1024, true), result(1, true)]});
+        let all = file(FILE).unwrap();
         assert_eq!(
             last_line(&all),
-            "scale: 1024 VMs grouped, modprobe 0.50 s, rmmod 1.25 s, 2.50 KiB per VM group"
+            "scale: 4 VMs grouped, modprobe 0.12 s, rmmod 0.10 s, 37.00 KiB per VM group"
         );
         assert!(all_problems(&all).is_empty());
-        assert_eq!(last_line(&json!({"runs": []})), "scale: no run finished");
+        let none = file(&changed(|v| v["runs"] = json!([]))).unwrap();
+        assert_eq!(last_line(&none), "scale: no run finished");
         let r = render(&all);
         assert!(
-            r.contains("| 1024 |") && r.contains("1.50 / 2.00 / 3.25"),
+            r.contains("| 4 | 0.4 | 9.3 | 4 | 3 | 13.23 / 18.64 / 18.64 |"),
             "{r}"
         );
         assert!(r.ends_with(&format!("{}\n", last_line(&all))));
+        let t = summary_table(&all);
+        assert_eq!(t.lines().count(), 3, "{t}");
+        assert!(t.lines().nth(2).unwrap().ends_with("0.5%      yes"), "{t}");
+    }
+
+    /// The reports are the ones the untyped renderer wrote from the same files, byte for byte:
+    /// a real run of `cargo xtask scale --vms 1,4 --busy 2 --window 5` and [`ODD`].
+    #[test]
+    fn reports_are_unchanged() {
+        for (json, md) in [
+            (FILE, include_str!("readers/testdata/scale-report.md")),
+            (ODD, include_str!("readers/testdata/scale-odd-report.md")),
+        ] {
+            assert_eq!(render(&file(json).unwrap()), md);
+        }
     }
 
     #[test]
@@ -720,32 +728,127 @@ mod tests {
                   00000000000003a0 00000000000002c0 B vmfair_size_task_group\n\
                                    U some_undefined_symbol\n";
         let z = parse_nm(nm).unwrap();
-        assert_eq!(z["cfs_tg_state"], 0x430);
-        assert_eq!(z["cfs_tg_state_align"], 64);
-        assert_eq!(z["task_group"], 704);
+        assert_eq!(z.cfs_tg_state, 0x430);
+        assert_eq!(z.cfs_tg_state_align, 64);
+        assert_eq!(z.task_group, 704);
         // 1072 bytes round up to 1088, the next multiple of 64.
-        assert_eq!(percpu_per_cpu(&z), Some(1088));
+        assert_eq!(percpu_per_cpu(&z), 1088);
         assert_eq!(model_bytes(1000.0, 1088, 256), 1000.0 + 256.0 * 1088.0);
         assert!(parse_nm("0000 0040 B vmfair_align_cfs_tg_state\n").is_err());
-        assert_eq!(percpu_per_cpu(&json!({"error": "x"})), None);
-        let mut all = json!({"sizes": z, "runs": [{"possible_cpus": 2,
-            "memory": {"per_vm_bytes": {"slab": 1024.0}}}]});
-        add_model(&mut all);
-        assert_eq!(
-            all["runs"][0]["model"]["at_measured_kib"],
-            1.0 + 2.0 * 1088.0 / 1024.0
-        );
-        assert_eq!(all["runs"][0]["model"]["estimate_kib"], 1.0 + 272.0);
+        // The file's sizes serialise as they are read.
+        let all: Value = serde_json::from_str(FILE).unwrap();
+        let read = file(FILE).unwrap();
+        assert_eq!(json!(read.sizes.compiled().unwrap()), all["sizes"]);
+        // The model, added to runs that have a memory figure, is what the file holds.
+        let mut runs: Vec<Value> = all["runs"].as_array().unwrap().clone();
+        for r in &mut runs {
+            r.as_object_mut().unwrap().remove("model");
+        }
+        let mut problems = Vec::new();
+        add_model(read.sizes.compiled(), &mut runs, &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(runs, all["runs"].as_array().unwrap().clone());
+        let slab = 1024.0;
+        let mut r: Value = runs[0].clone();
+        r["memory"]["per_vm_bytes"]["slab"] = json!(slab);
+        let m = model(&z, &serde_json::from_value(r).unwrap()).unwrap();
+        assert_eq!(m.at_measured_kib, 1.0 + 2.0 * 1088.0 / 1024.0);
+        assert_eq!(m.estimate_kib, 1.0 + 272.0);
+        // A run that does not read gets no model and is a problem.
+        let mut bad = vec![json!({"vms": 8})];
+        add_model(Some(&z), &mut bad, &mut problems);
+        assert!(bad[0].get("model").is_none());
+        assert!(problems[0].contains("missing field `busy`"), "{problems:?}");
     }
 
     #[test]
     fn problems_are_collected() {
-        let all = json!({"problems": ["guest died"], "runs": [result(64, false), {"vms": 8}]});
+        let all = file(ODD).unwrap();
         assert_eq!(
             all_problems(&all),
-            vec!["guest died", "64 VMs: x", "8 VMs: not passed"]
+            vec![
+                "kernel warnings on the console: WARNING: x",
+                "1 VMs: run aborted: 4 of 1 VMs busy after 60 s",
+                "4 VMs: not passed"
+            ]
         );
         // A missing figure is a "?", not a made-up number.
-        assert!(last_line(&json!({"runs": [{"vms": 8}]})).contains("modprobe ? s"));
+        let r = render(&all);
+        assert!(
+            r.contains("| 1 | ? | ? | ? | ? | ? | ? | ? | ? | 6.54 / 6.54 / 6.54 |"),
+            "{r}"
+        );
+        assert!(
+            r.contains("| 4 | 0.37 | read fails: Cannot allocate memory"),
+            "{r}"
+        );
+        assert!(r.contains("`struct autogroup`, ? B"), "{r}");
+    }
+
+    /// A missing field, a value of the wrong type, a run that went to its end without one of
+    /// its sections, and inconsistent sections are errors naming the field.
+    #[test]
+    fn malformed_files_fail() {
+        let err = |text: String| format!("{:#}", file(&text).unwrap_err());
+        let e = err(changed(|v| {
+            v["runs"][1]["memory"]
+                .as_object_mut()
+                .unwrap()
+                .remove("per_vm_kib");
+        }));
+        assert!(e.contains("missing field `per_vm_kib`"), "{e}");
+        let e = err(changed(|v| v["runs"][1]["modprobe_s"] = json!("0.1")));
+        assert!(e.contains("invalid type: string \"0.1\""), "{e}");
+        let e = err(changed(|v| v["runs"][1]["passed"] = json!(1)));
+        assert!(
+            e.contains("invalid type: integer `1`, expected a boolean"),
+            "{e}"
+        );
+        // Present but null: only where the writer writes null.
+        let e = err(changed(|v| v["runs"][1]["start"]["grouped"] = Value::Null));
+        assert!(e.contains("invalid type: null"), "{e}");
+        let e = err(changed(|v| {
+            v["runs"][1]["start"]
+                .as_object_mut()
+                .unwrap()
+                .remove("group_ms");
+        }));
+        assert!(e.contains("missing field `group_ms`"), "{e}");
+        let e = err(changed(|v| {
+            v["runs"][1].as_object_mut().unwrap().remove("rmmod_s");
+        }));
+        assert!(
+            e.contains("4 VMs: the run has no error but no rmmod_s"),
+            "{e}"
+        );
+        let e = err(changed(|v| {
+            v["runs"][0].as_object_mut().unwrap().remove("fairness");
+        }));
+        assert!(
+            e.contains("1 VMs: the run has no error but no fairness"),
+            "{e}"
+        );
+        let e = err(changed(|v| {
+            v["runs"][0].as_object_mut().unwrap().remove("model");
+        }));
+        assert!(e.contains("1 VMs: memory but no model"), "{e}");
+        let e = err(changed(|v| {
+            v["runs"][0]["reads"]["loaded"]["vms_error"] = json!("x")
+        }));
+        assert!(e.contains("one of vms_bytes and vms_error"), "{e}");
+        let e = err(changed(|v| {
+            v["sizes"].as_object_mut().unwrap().remove("cfs_rq");
+        }));
+        assert!(e.contains("sizes: missing field `cfs_rq`"), "{e}");
+        let e = err(changed(|v| v["sizes"] = json!({"error": 3})));
+        assert!(e.contains("sizes: invalid type: integer `3`"), "{e}");
+        // An aborted run may lack the later sections, not the ones every run has.
+        let e = err(changed(|v| {
+            let r = v["runs"][0].as_object_mut().unwrap();
+            r.insert("error".into(), json!("x"));
+            r.remove("kernel");
+        }));
+        assert!(e.contains("missing field `kernel`"), "{e}");
+        assert!(file("{}").is_err() && file("[]").is_err());
     }
 }

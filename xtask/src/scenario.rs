@@ -7,9 +7,12 @@ use crate::kbuild::Built;
 use crate::qemu::{self, Boot};
 use crate::util::{self, info, Ctx};
 use anyhow::{bail, Context, Result};
+use serde::Deserialize;
 use serde_json::Value;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use vmfair_scenario::{GroupKind, ScenarioResult};
 
 /// What the host needs to know about a scenario before booting; the full
 /// schema is checked by the `vmfair-scenario` crate (also in the guest).
@@ -122,47 +125,58 @@ pub fn run_many(
     Ok((ran, out))
 }
 
-/// A JSON value as a table cell (serde_json's Display ignores widths).
-fn cell(v: &Value) -> String {
-    v.to_string()
-}
-
 /// Print a short table of a result.
 pub fn print_table(name: &str, v: &Value) {
-    let valid = v["valid"].as_bool().unwrap_or(true);
-    let dur = v["duration_s"].as_f64().unwrap_or(0.0);
-    println!(
+    print!("{}", table(name, v));
+}
+
+/// The table of a result, read as a [`ScenarioResult`]; a result that does not read says so.
+fn table(name: &str, v: &Value) -> String {
+    let v = match ScenarioResult::deserialize(v) {
+        Ok(r) => r,
+        Err(e) => return format!("scenario {name}: the result does not read: {e}\n"),
+    };
+    let mut s = String::new();
+    let dur = v.duration_s;
+    let _ = writeln!(
+        s,
         "scenario {name}: policy {}, {} guest CPUs, {:.1}s window, kernel {}{}",
-        v["policy"].as_str().unwrap_or("?"),
-        cell(&v["guest_cpus"]),
+        v.policy.as_str(),
+        v.guest_cpus,
         dur,
-        v["kernel"].as_str().unwrap_or("?"),
-        if valid { "" } else { "  ** INVALID RUN **" }
+        v.kernel,
+        if v.valid { "" } else { "  ** INVALID RUN **" }
     );
-    println!(
+    let _ = writeln!(
+        s,
         "  {:<5} {:<10} {:>4} {:>6} {:>5} {:>7} {:>6} {:>10} {:>9}",
         "kind", "name", "inst", "pid", "vcpus", "cpu_s", "share", "work(M)", "M/s"
     );
-    let total_cpu = v["guest_cpus"].as_f64().unwrap_or(1.0) * dur.max(1e-9);
-    for g in v["groups"].as_array().into_iter().flatten() {
-        let cpu = g["cpu_s"].as_f64().unwrap_or(0.0);
-        let work = g["work"].as_f64().unwrap_or(0.0);
-        println!(
+    let cpus = f64::from(v.guest_cpus);
+    let total_cpu = cpus * dur.max(1e-9);
+    for g in &v.groups {
+        let work = g.work as f64;
+        let _ = writeln!(
+            s,
             "  {:<5} {:<10} {:>4} {:>6} {:>5} {:>7.2} {:>6.3} {:>10.1} {:>9.1}",
-            g["kind"].as_str().unwrap_or("?"),
-            g["name"].as_str().unwrap_or("?"),
-            cell(&g["instance"]),
-            cell(&g["pid"]),
-            cell(&g["vcpus"]),
-            cpu,
-            cpu / total_cpu * v["guest_cpus"].as_f64().unwrap_or(1.0),
+            match g.kind {
+                GroupKind::Vm => "vm",
+                GroupKind::Host => "host",
+            },
+            g.name,
+            g.instance,
+            g.pid,
+            g.vcpus,
+            g.cpu_s,
+            g.cpu_s / total_cpu * cpus,
             work / 1e6,
             if dur > 0.0 { work / dur / 1e6 } else { 0.0 }
         );
     }
-    for p in v["problems"].as_array().into_iter().flatten() {
-        println!("  problem: {}", p.as_str().unwrap_or(""));
+    for p in &v.problems {
+        let _ = writeln!(s, "  problem: {p}");
     }
+    s
 }
 
 /// `cargo xtask scenario FILE…`
@@ -223,4 +237,39 @@ pub fn cmd(ctx: &Ctx, files: &[PathBuf]) -> Result<()> {
         bail!("the scenario run failed");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn result() -> Value {
+        json!({"scenario": "two", "policy": "vmfair", "kernel": "7.3.4+", "guest_cpus": 2,
+            "duration_s": 10.0, "valid": false, "problems": ["vm a: bogus exit"],
+            "groups": [
+                {"kind": "vm", "name": "a", "instance": 0, "pid": 120, "vcpus": 2,
+                 "cpu_s": 15.0, "work": 2500000000_u64, "index": null},
+                {"kind": "host", "name": "noise", "instance": 1, "pid": 131, "vcpus": 0,
+                 "cpu_s": 5.0, "work": 7000000, "index": null}]})
+    }
+
+    #[test]
+    fn tables_are_read_from_typed_results() {
+        assert_eq!(
+            table("two", &result()),
+            "scenario two: policy vmfair, 2 guest CPUs, 10.0s window, kernel 7.3.4+  ** INVALID \
+             RUN **\n  kind  name       inst    pid vcpus   cpu_s  share    work(M)       M/s\n  \
+             vm    a             0    120     2   15.00  1.500     2500.0     250.0\n  host  \
+             noise         1    131     0    5.00  0.500        7.0       0.7\n  problem: vm a: \
+             bogus exit\n"
+        );
+        // A missing or mistyped field is said, not printed as "?" or 0.
+        let mut v = result();
+        v["groups"][0].as_object_mut().unwrap().remove("cpu_s");
+        assert!(table("two", &v).contains("does not read: missing field `cpu_s`"));
+        let mut v = result();
+        v["guest_cpus"] = json!("2");
+        assert!(table("two", &v).contains("does not read: invalid type: string"));
+    }
 }

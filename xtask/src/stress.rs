@@ -10,6 +10,10 @@
 
 use crate::kbuild::{self, Built, Inputs};
 use crate::qemu::Boot;
+use crate::readers::{
+    self,
+    stress::{End, StressFile},
+};
 use crate::util::{self, info, phase, Ctx};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
@@ -89,8 +93,7 @@ pub fn parse_args(args: &[String]) -> Result<Args> {
 pub fn cmd(ctx: &Ctx, args: &[String]) -> Result<i32> {
     let dir = ctx.results().join("stress");
     if args.first().map(String::as_str) == Some("--report") {
-        let all: Value = serde_json::from_str(&util::read(&dir.join("stress.json"))?)?;
-        return finish(&dir, &all);
+        return finish(&dir, &readers::read(&dir.join("stress.json"))?);
     }
     let a = parse_args(args)?;
     let t0 = Instant::now();
@@ -149,48 +152,43 @@ pub fn cmd(ctx: &Ctx, args: &[String]) -> Result<i32> {
         "guest": guest,
     });
     std::fs::create_dir_all(&dir)?;
-    util::write(
-        &dir.join("stress.json"),
-        serde_json::to_string_pretty(&all)? + "\n",
-    )?;
-    finish(&dir, &all)
+    let path = dir.join("stress.json");
+    let text = serde_json::to_string_pretty(&all)? + "\n";
+    util::write(&path, &text)?;
+    // Read back through the typed reader: what the report shows is what the file says.
+    finish(&dir, &readers::parse(&path.display().to_string(), &text)?)
 }
 
 /// Every problem: the boot's and the guest's.
-pub fn problems(all: &Value) -> Vec<String> {
-    let mut p = strs(&all["problems"]);
-    p.extend(strs(&all["guest"]["problems"]));
-    if all["guest"]["passed"] != json!(true) && p.is_empty() {
+pub fn problems(all: &StressFile) -> Vec<String> {
+    let mut p = all.problems.clone();
+    if let Some(g) = &all.guest {
+        p.extend(g.problems.iter().cloned());
+    }
+    if !all.guest.as_ref().is_some_and(|g| g.passed) && p.is_empty() {
         p.push("the guest did not pass".into());
     }
     p
 }
 
-fn strs(v: &Value) -> Vec<String> {
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s.as_str().map(str::to_string))
-        .collect()
-}
-
-fn n(v: &Value) -> String {
-    v.as_u64().map_or("?".into(), |x| x.to_string())
+/// A count, or `?` when there is none.
+fn n(v: Option<u64>) -> String {
+    v.map_or("?".into(), |x| x.to_string())
 }
 
 /// The verdict line.
-pub fn verdict(all: &Value) -> String {
-    let g = &all["guest"];
+pub fn verdict(all: &StressFile) -> String {
+    let g = all.guest.as_ref();
     let counts = format!(
         "{} VMs created/destroyed, {}/{} loads/unloads, {} writes, {} injected failures, \
          {} reports, {} leaks",
-        n(&g["vms_created"]),
-        n(&g["loads"]),
-        n(&g["unloads"]),
-        n(&g["writes"]),
-        n(&g["injected"]),
-        n(&g["reports"]),
-        n(&g["leaks"])
+        n(g.map(|g| g.vms_created)),
+        n(g.map(|g| g.loads)),
+        n(g.map(|g| g.unloads)),
+        n(g.map(|g| g.writes)),
+        n(g.map(|g| g.injected)),
+        n(g.map(|g| g.reports)),
+        n(g.map(|g| g.leaks))
     );
     let p = problems(all);
     match p.first() {
@@ -207,7 +205,7 @@ pub fn verdict(all: &Value) -> String {
     }
 }
 
-fn finish(dir: &Path, all: &Value) -> Result<i32> {
+fn finish(dir: &Path, all: &StressFile) -> Result<i32> {
     util::write(&dir.join("report.md"), render(all))?;
     info(&format!(
         "wrote {}/report.md and stress.json",
@@ -222,60 +220,63 @@ fn finish(dir: &Path, all: &Value) -> Result<i32> {
 }
 
 /// `results/stress/report.md`.
-pub fn render(all: &Value) -> String {
-    let g = &all["guest"];
+pub fn render(all: &StressFile) -> String {
+    let g = all.guest.as_ref();
     let mut s = String::new();
     let _ = writeln!(s, "# vmfair stress\n\n{}\n", verdict(all));
     let _ = writeln!(
         s,
         "Kernel {} (debug), {} CPUs, {} MiB, `{}`; {} s of load, seed {}, failslab {} % \
          on the module's text; boot {} s.\n",
-        all["release"].as_str().unwrap_or("?"),
-        n(&all["guest_cpus"]),
-        n(&all["guest_mem_mib"]),
-        all["cmdline"].as_str().unwrap_or(""),
-        n(&g["seconds"]),
-        n(&g["seed"]),
-        n(&g["fail_percent"]),
-        n(&all["boot_s"])
+        all.release,
+        all.guest_cpus,
+        all.guest_mem_mib,
+        all.cmdline,
+        n(g.map(|g| g.seconds)),
+        n(g.map(|g| g.seed)),
+        n(g.map(|g| u64::from(g.fail_percent))),
+        all.boot_s
     );
     let _ = writeln!(s, "## Counts\n\n| what | count |\n| --- | ---: |");
-    let mut row = |k: &str, v: &Value| {
+    let mut row = |k: &str, v: Option<u64>| {
         let _ = writeln!(s, "| {k} | {} |", n(v));
     };
-    row("VMM processes started", &g["vm_processes"]);
-    row("module loads", &g["loads"]);
-    row("module unloads", &g["unloads"]);
-    row("knob and weight writes", &g["writes"]);
-    row("injected allocation failures", &g["injected"]);
-    row("kernel reports", &g["reports"]);
-    row("kmemleak leaks", &g["leaks"]);
-    for (k, v) in g["counters"].as_object().into_iter().flatten() {
-        row(k, v);
+    row("VMM processes started", g.and_then(|g| g.vm_processes));
+    row("module loads", g.map(|g| g.loads));
+    row("module unloads", g.map(|g| g.unloads));
+    row("knob and weight writes", g.map(|g| g.writes));
+    row("injected allocation failures", g.map(|g| g.injected));
+    row("kernel reports", g.map(|g| g.reports));
+    row("kmemleak leaks", g.map(|g| g.leaks));
+    if let Some(g) = g {
+        for (k, v) in &g.counters {
+            row(k, Some(*v));
+        }
+        for (k, v) in &g.load.vmm {
+            row(&format!("vmm {k}"), Some(*v));
+        }
+        for (k, v) in &g.load.churn {
+            row(&format!("churn processes {k}"), Some(*v));
+        }
     }
-    for (k, v) in g["load"]["vmm"].as_object().into_iter().flatten() {
-        row(&format!("vmm {k}"), v);
-    }
-    for (k, v) in g["load"]["churn"].as_object().into_iter().flatten() {
-        row(&format!("churn processes {k}"), v);
-    }
-    for k in ["load_failures", "unload_failures", "arm_failures"] {
-        row(&format!("module {k}"), &g["load"]["module"][k]);
-    }
-    row("cgroup moves", &g["load"]["cgroup_moves"]);
-    row("autogroup toggles", &g["load"]["autogroup_toggles"]);
-    for (k, v) in g["kmsg"]["notes"].as_object().into_iter().flatten() {
-        row(&format!("log: {k}"), v);
+    let module = g.map(|g| &g.load.module);
+    row("module load_failures", module.map(|m| m.load_failures));
+    row("module unload_failures", module.map(|m| m.unload_failures));
+    row("module arm_failures", module.map(|m| m.arm_failures));
+    row("cgroup moves", g.map(|g| g.load.cgroup_moves));
+    row("autogroup toggles", g.map(|g| g.load.autogroup_toggles));
+    for (k, v) in g.into_iter().flat_map(|g| &g.kmsg.notes) {
+        row(&format!("log: {k}"), Some(*v));
     }
     let _ = writeln!(s, "\n## Knob writes by result\n");
-    for (k, v) in g["load"]["knobs"]["results"]
-        .as_object()
-        .into_iter()
-        .flatten()
-    {
-        let _ = writeln!(s, "- {k}: {}", n(v));
+    for (k, v) in g.into_iter().flat_map(|g| &g.load.knobs.results) {
+        let _ = writeln!(s, "- {k}: {v}");
     }
-    let _ = writeln!(s, "\n## End state\n\n```\n{}\n```", pretty(&g["end"]));
+    let _ = writeln!(
+        s,
+        "\n## End state\n\n```\n{}\n```",
+        g.map_or("null".into(), |g| pretty(&g.end))
+    );
     let _ = writeln!(s, "\n## Problems\n");
     let p = problems(all);
     if p.is_empty() {
@@ -284,18 +285,16 @@ pub fn render(all: &Value) -> String {
     for x in &p {
         let _ = writeln!(s, "- {}", x.replace('\n', " "));
     }
-    let excerpts = g["kmsg"]["excerpts"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let excerpts = g.map(|g| g.kmsg.excerpts.as_slice()).unwrap_or_default();
     if !excerpts.is_empty() {
         let _ = writeln!(s, "\n## Kernel reports (first lines)\n");
         for e in excerpts {
-            let lines: Vec<String> = strs(&e);
-            let _ = writeln!(s, "```\n{}\n```\n", lines.join("\n"));
+            let _ = writeln!(s, "```\n{}\n```\n", e.join("\n"));
         }
     }
-    let leaks = strs(&g["end"]["kmemleak"]["excerpts"]);
+    let leaks = g
+        .map(|g| g.end.kmemleak.excerpts.as_slice())
+        .unwrap_or_default();
     if !leaks.is_empty() {
         let _ = writeln!(s, "\n## kmemleak\n");
         for l in leaks {
@@ -305,11 +304,10 @@ pub fn render(all: &Value) -> String {
     s
 }
 
-fn pretty(v: &Value) -> String {
-    let mut v = v.clone();
-    if let Some(k) = v.get_mut("kmemleak") {
-        k["excerpts"] = json!("(below)");
-    }
+/// The end state as pretty JSON, the kmemleak excerpts left to their own section.
+fn pretty(end: &End) -> String {
+    let mut v = serde_json::to_value(end).unwrap_or_default();
+    v["kmemleak"]["excerpts"] = json!("(below)");
     serde_json::to_string_pretty(&v).unwrap_or_default()
 }
 
@@ -329,22 +327,86 @@ mod tests {
         assert!(parse_args(&s(&["--bogus"])).is_err());
     }
 
+    const FILE: &str = include_str!("readers/testdata/stress.json");
+
+    fn file(text: &str) -> Result<StressFile> {
+        readers::parse("stress.json", text)
+    }
+
+    /// A copy of [`FILE`] with one change made to its JSON.
+    fn changed(f: impl FnOnce(&mut Value)) -> String {
+        let mut v: Value = serde_json::from_str(FILE).unwrap();
+        f(&mut v);
+        v.to_string()
+    }
+
     #[test]
     fn verdicts() {
-        let mut all = json!({"problems": [], "guest": {
-            "passed": true, "vms_created": 3412, "loads": 57, "unloads": 57, "writes": 120311,
-            "injected": 842, "reports": 0, "leaks": 0, "problems": []}});
+        let all = file(FILE).unwrap();
         assert_eq!(
             verdict(&all),
-            "stress: PASS — 3412 VMs created/destroyed, 57/57 loads/unloads, 120311 writes, \
-             842 injected failures, 0 reports, 0 leaks"
+            "stress: PASS — 2948 VMs created/destroyed, 93/93 loads/unloads, 14028 writes, \
+             3264 injected failures, 0 reports, 0 leaks"
         );
-        all["guest"]["passed"] = json!(false);
-        all["guest"]["problems"] = json!(["2 kernel report(s) in the log", "x"]);
-        assert!(verdict(&all).starts_with("stress: FAIL — 3412 VMs"));
-        assert!(verdict(&all).ends_with("2 kernel report(s) in the log (+1 more)"));
-        let died = json!({"problems": ["no stress result"], "guest": null});
+        assert!(problems(&all).is_empty());
+        let failed = file(&changed(|v| {
+            v["guest"]["passed"] = json!(false);
+            v["guest"]["problems"] = json!(["2 kernel report(s) in the log", "x"]);
+        }))
+        .unwrap();
+        assert!(verdict(&failed).starts_with("stress: FAIL — 2948 VMs"));
+        assert!(verdict(&failed).ends_with("2 kernel report(s) in the log (+1 more)"));
+        // Not passed and no problem named: still a failure.
+        let silent = file(&changed(|v| v["guest"]["passed"] = json!(false))).unwrap();
+        assert_eq!(problems(&silent), vec!["the guest did not pass"]);
+        let died = file(include_str!("readers/testdata/stress-died.json")).unwrap();
         assert!(verdict(&died).contains("FAIL") && verdict(&died).contains("? VMs"));
         assert!(render(&died).contains("no stress result"));
+    }
+
+    /// The reports are the ones the untyped renderer wrote from the same files, byte for byte
+    /// (a PASS, a FAIL with reports and leaks, a guest that printed nothing).
+    #[test]
+    fn reports_are_unchanged() {
+        for (json, md) in [
+            (FILE, include_str!("readers/testdata/stress-report.md")),
+            (
+                include_str!("readers/testdata/stress-fail.json"),
+                include_str!("readers/testdata/stress-fail-report.md"),
+            ),
+            (
+                include_str!("readers/testdata/stress-died.json"),
+                include_str!("readers/testdata/stress-died-report.md"),
+            ),
+        ] {
+            assert_eq!(render(&file(json).unwrap()), md);
+        }
+    }
+
+    /// A missing field, a value of the wrong type, a field the end state does not know, and
+    /// a guest result that is not there at all (rather than `null`) are errors naming the
+    /// field, not a `?` or a zero in the report.
+    #[test]
+    fn malformed_files_fail() {
+        let err = |text: String| format!("{:#}", file(&text).unwrap_err());
+        let e = err(changed(|v| {
+            v["guest"].as_object_mut().unwrap().remove("leaks");
+        }));
+        assert!(e.contains("missing field `leaks`"), "{e}");
+        let e = err(changed(|v| v["guest"]["leaks"] = json!("0")));
+        assert!(e.contains("invalid type: string \"0\""), "{e}");
+        let e = err(changed(|v| {
+            v["guest"]["load"]["module"]["arm_failures"] = json!(-1)
+        }));
+        assert!(e.contains("invalid value: integer `-1`"), "{e}");
+        let e = err(changed(|v| v["guest"]["end"]["kvm_vm"] = json!(0)));
+        assert!(e.contains("unknown field `kvm_vm`"), "{e}");
+        let e = err(changed(|v| {
+            v.as_object_mut().unwrap().remove("guest");
+        }));
+        assert!(e.contains("missing field `guest`"), "{e}");
+        let e = err(changed(|v| v["guest"]["counters"]["forks"] = json!(1.5)));
+        assert!(e.contains("invalid type: floating point `1.5`"), "{e}");
+        assert!(file("{}").is_err() && file("").is_err());
     }
 }
