@@ -57,6 +57,16 @@ pub struct VmDef {
     pub tick_hz: Option<u32>,
     #[serde(default)]
     pub burst_us: Option<u32>,
+    /// `load = "desktop"`: the VMM's I/O and display-refresh threads
+    /// (Documentation/vmfair/contract.rst).
+    #[serde(default)]
+    pub io_hz: Option<u32>,
+    #[serde(default)]
+    pub io_us: Option<u32>,
+    #[serde(default)]
+    pub refresh_hz: Option<u32>,
+    #[serde(default)]
+    pub refresh_us: Option<u32>,
 }
 
 /// A line of the figure: a grouping policy and the target's weight/nice.
@@ -239,6 +249,16 @@ impl Experiment {
                 }
                 if let Some(b) = v.burst_us {
                     let _ = writeln!(s, "burst_us = {b}");
+                }
+                for (k, x) in [
+                    ("io_hz", v.io_hz),
+                    ("io_us", v.io_us),
+                    ("refresh_hz", v.refresh_hz),
+                    ("refresh_us", v.refresh_us),
+                ] {
+                    if let Some(x) = x {
+                        let _ = writeln!(s, "{k} = {x}");
+                    }
                 }
             };
         vm(
