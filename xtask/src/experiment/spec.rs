@@ -1,5 +1,6 @@
 //! The experiment file, its checks, and the scenarios it expands into.
 
+use super::panels::PanelDef;
 use crate::util;
 use anyhow::{anyhow, bail, Result};
 use serde::Deserialize;
@@ -44,6 +45,9 @@ pub struct Experiment {
     pub target: VmDef,
     pub dummy: BTreeMap<String, VmDef>,
     pub policy: Vec<PolicyDef>,
+    /// Fixed sets of VMs beside the sweep (`[[panel]]`, see `panels.rs`).
+    #[serde(default)]
+    pub panel: Vec<PanelDef>,
 }
 
 /// A VM of the experiment (the target, or one dummy instance).
@@ -129,6 +133,7 @@ pub struct Job {
     /// Dummy kind, `solo` for 0 dummies.
     pub kind: String,
     pub dummies: u32,
+    pub rep: u32,
     pub toml: String,
 }
 
@@ -176,11 +181,13 @@ impl Experiment {
         }
         // Every generated scenario must pass the scenario schema (names,
         // ranges, unknown keys).
-        for j in self.jobs() {
+        let jobs = self.jobs();
+        for j in &jobs {
             vmfair_scenario::Scenario::from_toml_str(&j.toml)
                 .map_err(|e| anyhow!("generated scenario {}: {e}", j.name))?;
         }
-        Ok(())
+        let names: Vec<String> = jobs.into_iter().map(|j| j.name).collect();
+        self.check_panels(&names)
     }
 
     /// Every scenario of the sweep, repetitions outermost so that a sweep
@@ -207,6 +214,7 @@ impl Experiment {
                             policy: p.name.clone(),
                             kind: kind.to_string(),
                             dummies: d,
+                            rep,
                             toml,
                         });
                     }
