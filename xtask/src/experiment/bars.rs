@@ -89,10 +89,12 @@ pub fn panel_svg(exp: &Experiment, def: &PanelDef, pts: &[&PanelPoint]) -> Strin
         .iter()
         .find(|p| !p.vms.is_empty())
         .map(|p| {
+            // Weights are named where the panel has any other than the default.
+            let weighted = p.vms.iter().any(|v| v.weight != 100);
             p.vms
                 .iter()
                 .map(|v| {
-                    let lab = if v.weight != 100 {
+                    let lab = if weighted {
                         format!("{} ({} vCPU, w {})", v.label, v.vcpus, v.weight)
                     } else {
                         format!("{} ({} vCPU)", v.label, v.vcpus)

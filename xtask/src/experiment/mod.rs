@@ -20,6 +20,7 @@
 //! results and the outputs).
 
 mod bars;
+mod budget;
 mod figures;
 #[cfg(test)]
 mod panel_tests;

@@ -295,6 +295,14 @@ fn small_figures() {
     assert!(svg.contains("y1=\"165.3\""), "{svg}");
     assert!(svg.contains("y1=\"52.0\" x2"), "{svg}");
     assert!(svg.contains("w300 (2 vCPU, w 300)"));
+    assert!(svg.contains("w100 (2 vCPU, w 100)"));
+    // Without weights, none are named.
+    let mine: Vec<&PanelPoint> = pts.iter().filter(|p| p.panel == "1v4").collect();
+    let svg = panel_svg(&e, &e.panel[0], &mine);
+    assert!(
+        svg.contains(">b (4 vCPU)<") && !svg.contains(", w "),
+        "{svg}"
+    );
 
     let sp = vec![
         sweep_point("stock", 0, 1.0, 1.0, 0.0),
@@ -320,6 +328,12 @@ fn results_rst_parts() {
     // 2026-12-02 00:00:00 UTC and the last second of 2024-02-29 (leap day).
     assert_eq!(utc_date(1_796_169_600), "2026-12-02");
     assert_eq!(utc_date(1_709_251_199), "2024-02-29");
+    assert_eq!(
+        wrap("a bb ccc dddd", 6, "- ", "  "),
+        "- a bb\n  ccc\n  dddd\n"
+    );
+    assert_eq!(wrap("toolongword x", 4, "", ""), "toolongword\nx\n");
+    assert_eq!(wrap("", 10, "", ""), "\n");
     assert_eq!(
         md_to_rst("**a**: `stock` 0.40"),
         "**a**: ``stock`` 0.40".to_string()
@@ -364,4 +378,30 @@ fn results_rst_parts() {
         st.contains("   * - ``cg``\n     - –\n     - –\n     - –\n"),
         "{st}"
     );
+}
+
+#[test]
+fn the_repository_files_fit_the_code() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // Every experiment file loads and passes its checks (panels included).
+    let dir = root.join("qemu-test/experiments");
+    let mut n = 0;
+    for f in std::fs::read_dir(&dir).unwrap().flatten() {
+        if f.path().extension().is_some_and(|x| x == "toml") {
+            Experiment::load(&f.path()).unwrap();
+            n += 1;
+        }
+    }
+    assert!(n >= 3, "{n} experiment files in {}", dir.display());
+    let demo = Experiment::load(&dir.join("demo.toml")).unwrap();
+    assert!(demo.panel.len() >= 3 && demo.dummy_kinds == ["desktop"]);
+    // The template uses exactly the placeholders the report command fills.
+    let template =
+        std::fs::read_to_string(root.join("Documentation/vmfair/results.rst.in")).unwrap();
+    let fills: BTreeMap<&str, String> = super::rst::PLACEHOLDERS
+        .iter()
+        .map(|k| (*k, format!("<{k}>")))
+        .collect();
+    let out = super::rst::render(&template, &fills).unwrap();
+    assert!(out.contains("\n<SWEEP>\n") && !out.contains("\n@"));
 }

@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+/// The placeholders `cargo xtask report` fills (`run::results_doc`).
+pub const PLACEHOLDERS: [&str; 4] = ["RUN", "SUMMARY", "SWEEP", "PANELS"];
+
 /// When and how long an experiment ran (`summary.json`'s `meta`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunMeta {
@@ -40,6 +43,31 @@ pub fn utc_date(secs: u64) -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// `text` wrapped at spaces to lines of at most `width` characters (a
+/// longer word stays whole), the first line after `first`, the others
+/// after `rest`.
+pub fn wrap(text: &str, width: usize, first: &str, rest: &str) -> String {
+    let mut out = String::new();
+    let mut line = String::from(first);
+    let mut empty = true;
+    for word in text.split_whitespace() {
+        if !empty && line.chars().count() + 1 + word.chars().count() > width {
+            out.push_str(&line);
+            out.push('\n');
+            line = String::from(rest);
+            empty = true;
+        }
+        if !empty {
+            line.push(' ');
+        }
+        line.push_str(word);
+        empty = false;
+    }
+    out.push_str(&line);
+    out.push('\n');
+    out
 }
 
 /// Markdown's inline code and bold as reST.
@@ -161,14 +189,14 @@ pub fn run_rst(
     kept: (usize, usize, usize),
 ) -> String {
     let (runs, valid, invalid) = kept;
-    format!(
+    let text = format!(
         "Recorded on {} with kernel ``{kernel}``, {} guest CPUs, {}-threaded TCG, \
-         {} s windows after {} s of warm-up, {} repetitions, by ``make demo`` \
-         (``qemu-test/experiments/{}.toml``): {} boots, {:.0} s of runs after {:.0} s of \
-         build checks; {runs} runs kept, {valid} valid, {invalid} invalid attempts run \
-         again or dropped. Cells give the mean of the valid repetitions and, with more than \
-         one, the lowest and highest in brackets; CPU figures are CPU-seconds per second of \
-         window.",
+         {} s windows after {} s of warm-up, {} repetitions of the sweep, by ``make demo`` \
+         (``qemu-test/experiments/{}.toml``): {} boots took {:.0} s after {:.0} s of build \
+         (kernel and module up to date); {runs} runs kept, {valid} valid, {invalid} invalid \
+         attempts run again or dropped. Cells give the mean of the valid repetitions and, \
+         with more than one, the lowest and highest in brackets; CPU figures are \
+         CPU-seconds per second of window.",
         if meta.recorded.is_empty() {
             "?"
         } else {
@@ -183,7 +211,8 @@ pub fn run_rst(
         meta.boots,
         meta.run_s,
         meta.build_s,
-    )
+    );
+    wrap(&text, 76, "", "")
 }
 
 /// Fills the template: each line that is exactly `@NAME@` becomes

@@ -1,6 +1,7 @@
 //! The boots of a sweep, the reruns of invalid results, and the outputs.
 
 use super::bars::{panel_svg, sweep_svg};
+use super::budget::{self, Budget};
 use super::figures::{figures, RunFigures};
 use super::panels::{panel_points, panel_run, PanelJob, PanelRun};
 use super::points::{points, Point};
@@ -208,11 +209,15 @@ pub fn results_doc(ctx: &Ctx, dir: Option<&Path>) -> Result<PathBuf> {
     fills.insert("RUN", rst::run_rst(&exp, &r.kernel, &r.meta, r.kept));
     let summary: Vec<String> = super::summary::summary_lines(&exp, &r.points, &r.panels)
         .iter()
-        .map(|l| format!("- {}", rst::md_to_rst(l)))
+        .map(|l| rst::wrap(&rst::md_to_rst(l), 76, "- ", "  "))
         .collect();
-    fills.insert("SUMMARY", summary.join("\n"));
+    fills.insert("SUMMARY", summary.join(""));
     fills.insert("SWEEP", rst::sweep_table(&exp, &r.points));
     fills.insert("PANELS", rst::panels_rst(&exp, &r.panels));
+    debug_assert!(
+        fills.len() == rst::PLACEHOLDERS.len()
+            && rst::PLACEHOLDERS.iter().all(|k| fills.contains_key(k))
+    );
     let text = rst::render(&util::read(&doc.join("results.rst.in"))?, &fills)?;
     let mut svgs = vec![("sweep.svg".to_string(), format!("results-{name}-sweep.svg"))];
     svgs.extend(exp.panel.iter().map(|p| {
@@ -284,10 +289,7 @@ pub fn run(ctx: &Ctx, path: &Path, generate_only: bool) -> Result<PathBuf> {
     let (built, base) = crate::build_all(ctx)?;
     let budget_start = Instant::now();
     let build_s = t0.elapsed().as_secs_f64();
-    let over_budget = |frac: f64| {
-        exp.max_minutes
-            .is_some_and(|m| budget_start.elapsed().as_secs_f64() > m * 60.0 * frac)
-    };
+    let mut budget = Budget::default();
     // (job name, attempts so far)
     let mut pending: Vec<(String, u32)> = order.into_iter().map(|n| (n, 0)).collect();
     let mut m = Measured::default();
@@ -296,19 +298,28 @@ pub fn run(ctx: &Ctx, path: &Path, generate_only: bool) -> Result<PathBuf> {
     let mut boot_no = 0;
     let mut missing = Vec::new();
     while !pending.is_empty() {
-        if over_budget(1.0) {
-            missing.extend(pending.drain(..).map(|(n, _)| n));
-            break;
-        }
-        // First attempts before reruns; reruns only while within 3/4 of
-        // the budget.
+        // First attempts before reruns; a boot takes only what is expected
+        // to end within the budget.
         pending.sort_by_key(|(_, a)| *a);
-        if pending[0].1 > 0 && over_budget(0.75) {
+        let mut take = exp.per_boot.min(pending.len());
+        if let Some(minutes) = exp.max_minutes {
+            let costs: Vec<f64> = pending[..take]
+                .iter()
+                .map(|(n, _)| budget::cost(metas[n].seconds, metas[n].vms))
+                .collect();
+            let elapsed = budget_start.elapsed().as_secs_f64();
+            take = budget.fit(minutes * 60.0, elapsed, &costs);
+        }
+        if take == 0 {
             missing.extend(pending.drain(..).map(|(n, _)| n));
             break;
         }
-        let take = exp.per_boot.min(pending.len());
         let chunk: Vec<(String, u32)> = pending.drain(..take).collect();
+        let predicted: f64 = chunk
+            .iter()
+            .map(|(n, _)| budget::cost(metas[n].seconds, metas[n].vms))
+            .sum();
+        let boot_t0 = Instant::now();
         boot_no += 1;
         let ms: Vec<Meta> = chunk.iter().map(|(n, _)| metas[n].clone()).collect();
         phase(&format!(
@@ -324,6 +335,9 @@ pub fn run(ctx: &Ctx, path: &Path, generate_only: bool) -> Result<PathBuf> {
             Ok((ran, outcome)) => {
                 if outcome.done.is_none() {
                     info(&outcome.verdict());
+                } else {
+                    // Only boots that ran their plan say how long scenarios take.
+                    budget.record(predicted, boot_t0.elapsed().as_secs_f64());
                 }
                 ran
             }

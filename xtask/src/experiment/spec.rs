@@ -29,7 +29,8 @@ pub struct Experiment {
     pub max_reruns: u32,
     #[serde(default = "default_per_boot")]
     pub per_boot: usize,
-    /// No new boot after this many minutes (reruns are given up first).
+    /// Time budget after the build: a boot starts only with the scenarios
+    /// expected to end within it (first attempts before reruns; `budget.rs`).
     #[serde(default)]
     pub max_minutes: Option<f64>,
     /// QEMU's TCG mode: `multi` (one host thread per guest CPU, so a busy
