@@ -213,6 +213,7 @@ fn panel_points_and_summary() {
         line.contains("stock 0.99 / 1.01, vmfair 0.50 / 1.50;"),
         "{line}"
     );
+    assert!(line.ends_with("stock +98 %, vmfair 0 %."), "{line}");
     assert!(!line.contains("cg"), "{line}");
     assert!(panel_summary("none", &[]).is_none());
 

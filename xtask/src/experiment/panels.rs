@@ -363,11 +363,13 @@ pub fn panel_summary(title: &str, pts: &[&PanelPoint]) -> Option<String> {
     let dev: Vec<String> = pts
         .iter()
         .filter_map(|p| {
-            Some(format!(
-                "{} {:+.0} %",
-                p.policy,
-                p.worst_deviation()? * 100.0
-            ))
+            // Rounded first, so that a tiny deviation reads 0 %, not -0 %.
+            let d = (p.worst_deviation()? * 100.0).round();
+            Some(if d == 0.0 {
+                format!("{} 0 %", p.policy)
+            } else {
+                format!("{} {d:+.0} %", p.policy)
+            })
         })
         .collect();
     Some(format!(

@@ -166,16 +166,18 @@ pub fn panels_rst(exp: &Experiment, pts: &[PanelPoint]) -> String {
             .iter()
             .map(|x| format!("{} {}/{}", x.policy, x.valid, x.runs))
             .collect();
-        let _ = writeln!(
-            s,
-            "\n.. figure:: results-{}-{}.svg\n   :alt: {}: CPU per VM under each policy \
-             against its entitlement\n\n   {}: CPU per VM, a bar per policy (valid/runs: \
-             {}); black: the entitlement.\n",
-            exp.name,
-            p.name,
-            p.title,
+        let caption = format!(
+            "{}: CPU per VM, a bar per policy (valid/runs: {}); black: the entitlement.",
             p.title,
             runs.join(", ")
+        );
+        let _ = writeln!(
+            s,
+            "\n.. figure:: results-{}-{}.svg\n   :alt: CPU per VM under each policy against \
+             its entitlement\n\n{}",
+            exp.name,
+            p.name,
+            wrap(&caption, 76, "   ", "   ")
         );
     }
     s
@@ -194,7 +196,7 @@ pub fn run_rst(
          {} s windows after {} s of warm-up, {} repetitions of the sweep, by ``make demo`` \
          (``qemu-test/experiments/{}.toml``): {} boots took {:.0} s after {:.0} s of build \
          (kernel and module up to date); {runs} runs kept, {valid} valid, {invalid} invalid \
-         attempts run again or dropped. Cells give the mean of the valid repetitions and, \
+         attempt(s) run again or dropped. Cells give the mean of the valid repetitions and, \
          with more than one, the lowest and highest in brackets; CPU figures are \
          CPU-seconds per second of window.",
         if meta.recorded.is_empty() {
