@@ -1,7 +1,7 @@
 # vmfair: the front door. Every target is a thin wrapper over `cargo xtask`
 # (xtask/), which does the work and shows progress for the long phases.
 #
-#   make demo       the main job: build, boot, load vmfair, run the demo scenario
+#   make demo       the main job: build, boot, run the demo experiment into results/demo/
 #   make test       the full test suite, ending with "N passed, N failed"
 #   make kernel     patched, Rust-enabled Linux 7.3 (incremental)
 #   make module     the out-of-tree Rust module rust/vmfair

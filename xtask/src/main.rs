@@ -42,8 +42,9 @@ const USAGE: &str = "usage: cargo xtask <command>
   scenario FILE…     run scenarios in the guest, write results/<name>.json
   judge FILE…        judge results/<name>.json of scenarios against their entitlement
   test               the full test suite; ends with 'N passed, N failed'
-  demo               the main job: the study's experiment, short sweep, into results/demo/
+  demo               the main job: the study's sweep and VMs of different sizes and weights, into results/demo/
   bench [--report]   the full sweep into results/bench/ (--report: redraw from its JSON)
+  report [DIR]       redraw DIR's report (default results/demo/), write Documentation/vmfair/results.rst
   overhead [--runs N] [--only V,…] [--no-stock] [--report]
                      what vmfair costs a host, into results/overhead/; last line: worst ratio
   scale [--vms 1,64,…] [--busy K] [--report]  vmfair with 1 to 1024 VMs into results/scale/
@@ -184,6 +185,9 @@ fn real_main() -> Result<()> {
         }
         "demo" => demo(&ctx)?,
         "bench" => experiment::cmd(&ctx, rest)?,
+        "report" => {
+            experiment::results_doc(&ctx, rest.first().map(Path::new))?;
+        }
         "overhead" => {
             // The worst ratio is the last line printed.
             let last = overhead::cmd(&ctx, rest)?;

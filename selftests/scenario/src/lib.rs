@@ -16,7 +16,8 @@
 //! `duration_s` are required. `[[vm]]`: `count = 1`, `vcpus = 1`, `load = "busy"`, `weight = 100`,
 //! `nice = 0`, `io_threads = 0`, `tick_hz = 250`, `burst_us = 50`; `name` is required.
 //! `[[host]]`: `count = 1`, `threads = 1`, `load = "busy"`, `nice = 0`; `name` is required.
-//! Additions (not in §4): `sample_ms = 0` (no time series), no `[[event]]`, no `cpu_max`.
+//! Additions (not in §4): `sample_ms = 0` (no time series), no `[[event]]`, no `cpu_max`;
+//! for `load = "desktop"`: `io_hz = 20`, `io_us = 200`, `refresh_hz = 30`, `refresh_us = 300`.
 //!
 //! # Additions: time series, events, hand-placed cgroups
 //!
@@ -37,7 +38,8 @@
 //! `guest_cpus` 1..=64, `duration_s` in (0, 3600], `warmup_s` in [0, 600], `count` 1..=64,
 //! `vcpus` 1..=64, `threads` 1..=64, `weight` 1..=10000 (cgroup v2 `cpu.weight` scale),
 //! `nice` -20..=19, `io_threads` 0..=64, `tick_hz` 19..=10000 (the PIT's 16-bit divisor),
-//! `burst_us` 0..(1e6 / `tick_hz`); events: `at_s` in [0, `duration_s`), a `weight` event's
+//! `burst_us` 0..(1e6 / `tick_hz`), `io_hz` and `refresh_hz` 1..=1000, `io_us` and
+//! `refresh_us` shorter than their period; events: `at_s` in [0, `duration_s`), a `weight` event's
 //! `value` 1..=10000 and `vm` naming a `[[vm]]` entry.
 //! Names are 1..=32 characters of `[A-Za-z0-9_-]`, unique over all `[[vm]]` and `[[host]]`
 //! entries (they become cgroup and file names). Sysctl keys are dotted names of

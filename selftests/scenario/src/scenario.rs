@@ -122,6 +122,18 @@ pub struct VmSpec {
     /// idle/bursty: guest work per tick in microseconds.
     #[serde(default = "default_burst_us")]
     pub burst_us: u32,
+    /// Addition, desktop: the VMM's I/O thread wakes this often (Hz).
+    #[serde(default = "default_io_hz")]
+    pub io_hz: u32,
+    /// Addition, desktop: the I/O thread's work per wake-up in microseconds.
+    #[serde(default = "default_io_us")]
+    pub io_us: u32,
+    /// Addition, desktop: the VMM's display-refresh thread wakes this often (Hz).
+    #[serde(default = "default_refresh_hz")]
+    pub refresh_hz: u32,
+    /// Addition, desktop: the refresh thread's work per wake-up in microseconds.
+    #[serde(default = "default_refresh_us")]
+    pub refresh_us: u32,
     /// Addition: place each instance's VMM by hand into its own cpu cgroup with this `cpu.max`
     /// (`"max"` or `"QUOTA PERIOD"`, microseconds), whatever the policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -187,4 +199,16 @@ fn default_tick_hz() -> u32 {
 }
 fn default_burst_us() -> u32 {
     50
+}
+fn default_io_hz() -> u32 {
+    20
+}
+fn default_io_us() -> u32 {
+    200
+}
+fn default_refresh_hz() -> u32 {
+    30
+}
+fn default_refresh_us() -> u32 {
+    300
 }

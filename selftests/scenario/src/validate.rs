@@ -100,6 +100,25 @@ impl Scenario {
                 19,
                 10000,
             );
+            for (key, hz, us) in [
+                ("io", vm.io_hz, vm.io_us),
+                ("refresh", vm.refresh_hz, vm.refresh_us),
+            ] {
+                check_range(&mut errs, &format!("{what}: {key}_hz"), hz, 1, 1000);
+                if hz > 0 && u64::from(us) * u64::from(hz) >= 1_000_000 {
+                    errs.push(format!(
+                        "{what}: {key}_us = {us} must be shorter than one period (1e6 / \
+                         {key}_hz = {} us)",
+                        1_000_000 / hz
+                    ));
+                }
+            }
+            if vm.load == Load::Desktop && vm.io_threads + 2 > 64 {
+                errs.push(format!(
+                    "{what}: io_threads = {} leaves no room for the 2 desktop threads",
+                    vm.io_threads
+                ));
+            }
             if let Some(m) = &vm.cpu_max {
                 if !valid_cpu_max(m) {
                     errs.push(format!(
@@ -254,6 +273,28 @@ load = "busy"
     }
 
     #[test]
+    fn desktop_vm_parses_with_defaults() {
+        let d = GOOD.replace("load = \"busy\"\nweight", "load = \"desktop\"\nweight");
+        let s = Scenario::from_toml_str(&d).unwrap();
+        let a = &s.vm[0];
+        assert_eq!(a.load, Load::Desktop);
+        assert_eq!(a.load.as_str(), "desktop");
+        assert_eq!(
+            (a.io_hz, a.io_us, a.refresh_hz, a.refresh_us),
+            (20, 200, 30, 300)
+        );
+        let d = d.replace(
+            "burst_us = 50",
+            "burst_us = 50\nio_hz = 5\nrefresh_us = 1000",
+        );
+        let a = Scenario::from_toml_str(&d).unwrap().vm[0].clone();
+        assert_eq!((a.io_hz, a.refresh_us), (5, 1000));
+        let crowded = d.replace("io_threads = 0", "io_threads = 63");
+        let e = Scenario::from_toml_str(&crowded).unwrap_err();
+        assert!(e.contains("desktop threads"), "{e}");
+    }
+
+    #[test]
     fn minimal_scenario_defaults() {
         let s = Scenario::from_toml_str("name = \"m\"\nduration_s = 1.5\n").unwrap();
         assert_eq!(s.guest_cpus, 2);
@@ -295,6 +336,18 @@ load = "busy"
             ("duration_s = 20", "duration_s = -1", "duration_s"),
             ("warmup_s = 3", "warmup_s = -1", "warmup_s"),
             ("burst_us = 50", "burst_us = 4000", "burst_us"),
+            ("burst_us = 50", "burst_us = 50\nio_hz = 0", "io_hz"),
+            (
+                "burst_us = 50",
+                "burst_us = 50\nrefresh_hz = 1001",
+                "refresh_hz",
+            ),
+            (
+                "burst_us = 50",
+                "burst_us = 50\nrefresh_hz = 30\nrefresh_us = 40000",
+                "refresh_us",
+            ),
+            ("burst_us = 50", "burst_us = 50\nio_us = 1000000", "io_us"),
             ("threads = 1", "threads = 0", "threads"),
             ("name = \"b\"", "name = \"a\"", "duplicate"),
             ("name = \"noise\"", "name = \"no/ise\"", "name"),

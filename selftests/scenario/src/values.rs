@@ -50,6 +50,10 @@ pub enum Load {
     /// looped for the whole window; the result's `index` is 10 × the geometric mean of the
     /// sub-scores against fixed baselines.
     Bench,
+    /// A desktop VM's VMM, like the study's dummies: the vCPU as `idle` (`tick_hz`,
+    /// `burst_us`), plus an I/O thread (`io_hz`, `io_us`) and a display-refresh thread
+    /// (`refresh_hz`, `refresh_us`) that each wake periodically and do a little work.
+    Desktop,
 }
 
 impl Load {
@@ -60,6 +64,7 @@ impl Load {
             Load::Idle => "idle",
             Load::Bursty => "bursty",
             Load::Bench => "bench",
+            Load::Desktop => "desktop",
         }
     }
 }

@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! vmfair-run scenario FILE.toml
-//! vmfair-run vmm --name N --vcpus K --load busy|idle|bursty|bench [--io-threads M] [--nice X] [--mem-file PATH]
-//!                [--tick-hz H --burst-us U]
+//! vmfair-run vmm --name N --vcpus K --load busy|idle|bursty|bench|desktop [--io-threads M] [--nice X]
+//!                [--mem-file PATH] [--tick-hz H --burst-us U] [--io-hz H --io-us U --refresh-hz H --refresh-us U]
 //! vmfair-run host --name N --threads T [--nice X] [--mem-file PATH]
 //! vmfair-run overhead BENCH [--seconds S] [--attempts N] [--key value…]
 //! vmfair-run qemu
@@ -37,6 +37,7 @@ macro_rules! say {
 }
 
 mod bench;
+mod desktop;
 mod guest;
 mod host;
 mod hostile;
@@ -62,8 +63,9 @@ const USAGE: &str = "usage:
   vmfair-run scenario FILE.toml
   vmfair-run knobs        (check vmfair's sysctls against a running VM)
   vmfair-run qemu         (check vmfair against real QEMUs with -accel kvm)
-  vmfair-run vmm --name N --vcpus K --load busy|idle|bursty|bench [--io-threads M] [--nice X]
-                 [--mem-file PATH] [--tick-hz H --burst-us U]
+  vmfair-run vmm --name N --vcpus K --load busy|idle|bursty|bench|desktop [--io-threads M]
+                 [--nice X] [--mem-file PATH] [--tick-hz H --burst-us U]
+                 [--io-hz H --io-us U --refresh-hz H --refresh-us U]   (desktop)
   vmfair-run host --name N --threads T [--nice X] [--mem-file PATH]
   vmfair-run overhead pipe|fork|hackbench|wakeup|vmlife|forklat|kvmexit|rseq [--seconds S]
                  [--attempts N] [--vm 1] [--groups G --fds F --loops L] [--vms V --workers W]

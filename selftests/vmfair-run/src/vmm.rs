@@ -8,6 +8,7 @@
 //! on stderr and in the status area, the vCPU stops, and the VMM exits with status 3.
 
 use crate::bench;
+use crate::desktop::{self, Desktop};
 use crate::guest;
 use crate::kvm::{Exit, Kvm, Regs, Segment, Sregs, Vcpu};
 use crate::layout::*;
@@ -166,6 +167,11 @@ pub const OPTIONS: &[&str] = &[
     "mem-file",
     "tick-hz",
     "burst-us",
+    // --load desktop only (desktop::OPTIONS)
+    "io-hz",
+    "io-us",
+    "refresh-hz",
+    "refresh-us",
 ];
 
 /// Runs the VMM; returns the exit status.
@@ -179,9 +185,10 @@ pub fn main(opts: &Opts) -> Result<i32, String> {
             "--vcpus must be 1..={MAX_THREADS}, --io-threads 0..={MAX_THREADS}"
         ));
     }
-    let load = match opts.get("load").unwrap_or("busy") {
+    let load_name = opts.get("load").unwrap_or("busy");
+    let load = match load_name {
         "busy" => GuestLoad::Busy,
-        "idle" | "bursty" => GuestLoad::Ticking,
+        "idle" | "bursty" | "desktop" => GuestLoad::Ticking,
         "bench" => GuestLoad::Bench,
         other => return Err(format!("unknown load {other:?}")),
     };
@@ -195,6 +202,20 @@ pub fn main(opts: &Opts) -> Result<i32, String> {
     } else {
         None
     };
+    // desktop: an idle vCPU plus an I/O and a display-refresh thread doing a little work.
+    let desk = match load_name {
+        "desktop" => Some(Desktop::from_opts(opts)?),
+        _ => match desktop::OPTIONS.iter().find(|o| opts.get(o).is_some()) {
+            Some(o) => return Err(format!("--{o} needs --load desktop")),
+            None => None,
+        },
+    };
+    let periodic = desk.map_or(0, |_| desktop::THREADS);
+    if io_threads + periodic > MAX_THREADS {
+        return Err(format!(
+            "--io-threads {io_threads} leaves no room for the {periodic} desktop threads"
+        ));
+    }
 
     // Before any thread exists, so every thread inherits it.
     if nice != 0 {
@@ -214,7 +235,7 @@ pub fn main(opts: &Opts) -> Result<i32, String> {
     }
     let mem = Arc::new(mem);
     let status = Arc::new(Status::new(mem.clone(), GUEST_MEM_SIZE));
-    status.init(pid, vcpus, io_threads);
+    status.init(pid, vcpus, io_threads + periodic);
 
     let setup = || -> Result<Vec<Vcpu>, String> {
         mem.write_bytes(0, &vec![0u8; GUEST_MEM_SIZE]);
@@ -308,8 +329,19 @@ pub fn main(opts: &Opts) -> Result<i32, String> {
             .map_err(|e| format!("spawn io thread: {e}"))?;
         io.push(h);
     }
+    for (k, p) in desk.iter().flat_map(Desktop::threads).enumerate() {
+        let st = status.clone();
+        let h = std::thread::Builder::new()
+            .name(p.name.to_string())
+            .spawn(move || desktop::run(p, st.busy_counter(io_threads + k)))
+            .map_err(|e| format!("spawn {} thread: {e}", p.name))?;
+        io.push(h);
+    }
     status.set_state(STATE_RUNNING);
-    say!("vm {name}: pid {pid}, {vcpus} vCPUs, {io_threads} io threads running");
+    say!(
+        "vm {name}: pid {pid}, {vcpus} vCPUs, {io_threads} io threads, {periodic} desktop \
+         threads running"
+    );
 
     // The main thread only waits for a stop signal. Its wake-ups compete with every vCPU on
     // the host like any other (a real VMM's main loop also sleeps most of the time), so it

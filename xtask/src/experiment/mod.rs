@@ -19,11 +19,18 @@
 //! `svg` (`figure.svg`) and `run` (the boots, the reruns of invalid
 //! results and the outputs).
 
+mod bars;
+mod budget;
 mod figures;
+#[cfg(test)]
+mod panel_tests;
+mod panels;
 mod points;
 mod report;
+mod rst;
 mod run;
 mod spec;
+mod summary;
 mod svg;
 #[cfg(test)]
 mod tests;
@@ -32,7 +39,7 @@ use crate::util::Ctx;
 use anyhow::{bail, Result};
 use std::path::PathBuf;
 
-pub use run::{report_only, run};
+pub use run::{report_only, results_doc, run};
 
 /// `cargo xtask bench [--generate | --report] [FILE]` (default: the full
 /// sweep, `qemu-test/experiments/bench.toml`).

@@ -1,6 +1,7 @@
 //! `report.md` and the tables printed on the console.
 
 use super::figures::RunFigures;
+use super::panels::{panels_md, PanelPoint};
 use super::points::{jobs_runs, Point, Stat};
 use super::spec::{Experiment, PolicyDef};
 use std::collections::BTreeMap;
@@ -18,6 +19,7 @@ fn fmt_stat(s: Option<Stat>, prec: usize) -> String {
 pub fn report_md(
     exp: &Experiment,
     points: &[Point],
+    panels: &[PanelPoint],
     runs: &BTreeMap<String, RunFigures>,
     invalid: &[(String, Vec<String>)],
     kernel: &str,
@@ -25,6 +27,16 @@ pub fn report_md(
 ) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# vmfair experiment `{}`\n", exp.name);
+    s.push_str(&super::summary::summary_md(exp, points, panels));
+    let _ = writeln!(
+        s,
+        "## The sweep: the target beside {} dummy VMs\n",
+        exp.dummies
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let _ = writeln!(
         s,
         "Kernel `{kernel}`, {} guest CPUs (QEMU TCG, {}-threaded), window {} s after {} s \
@@ -40,12 +52,25 @@ pub fn report_md(
             .iter()
             .map(|k| {
                 let d = &exp.dummy[k];
-                match (d.tick_hz, d.burst_us) {
+                let vm = match (d.tick_hz, d.burst_us) {
                     (Some(t), Some(b)) => format!(
                         "`{k}` = {} vCPU `{}` at {t} Hz with {b} µs per tick",
                         d.vcpus, d.load
                     ),
                     _ => format!("`{k}` = {} vCPU `{}`", d.vcpus, d.load),
+                };
+                if d.load == "desktop" {
+                    // The scenario crate's defaults where the file sets none.
+                    format!(
+                        "{vm}, its VMM's I/O thread waking at {} Hz for {} µs and its \
+                         display-refresh thread at {} Hz for {} µs",
+                        d.io_hz.unwrap_or(20),
+                        d.io_us.unwrap_or(200),
+                        d.refresh_hz.unwrap_or(30),
+                        d.refresh_us.unwrap_or(300)
+                    )
+                } else {
+                    vm
                 }
             })
             .collect::<Vec<_>>()
@@ -163,11 +188,19 @@ pub fn report_md(
             );
         }
     }
-    let _ = writeln!(s, "\n![figure](figure.svg)\n");
-    let n_valid = runs.values().filter(|r| r.valid).count();
     let _ = writeln!(
         s,
-        "{} runs kept ({} valid); {} invalid attempts were run again or dropped.\n",
+        "\n![sweep](sweep.svg)\n\nThe index and the target's CPU of every point, with \
+         the spread of the repetitions: [figure.svg](figure.svg).\n"
+    );
+    s.push_str(&panels_md(exp, panels));
+    let n_valid = runs.values().filter(|r| r.valid).count();
+    let p_runs: usize = panels.iter().map(|p| p.runs).sum();
+    let p_valid: usize = panels.iter().map(|p| p.valid).sum();
+    let _ = writeln!(
+        s,
+        "{} sweep runs kept ({} valid), {p_runs} panel runs ({p_valid} valid); {} invalid \
+         attempts were run again or dropped.\n",
         runs.len(),
         n_valid,
         invalid.len()

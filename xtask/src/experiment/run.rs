@@ -1,8 +1,12 @@
 //! The boots of a sweep, the reruns of invalid results, and the outputs.
 
+use super::bars::{panel_svg, sweep_svg};
+use super::budget::{self, Budget};
 use super::figures::{figures, RunFigures};
+use super::panels::{panel_points, panel_run, PanelJob, PanelRun};
 use super::points::{points, Point};
 use super::report::{print_points, print_run, report_md};
+use super::rst::{self, RunMeta};
 use super::spec::{Experiment, Job};
 use super::svg::figure_svg;
 use crate::scenario::{self, Meta};
@@ -30,6 +34,10 @@ fn pending_names(pending: &[(String, u32)]) -> Vec<String> {
 struct Summary {
     kernel: String,
     runs: BTreeMap<String, RunFigures>,
+    #[serde(default)]
+    panel_runs: BTreeMap<String, PanelRun>,
+    #[serde(default)]
+    meta: RunMeta,
 }
 
 impl Summary {
@@ -38,41 +46,106 @@ impl Summary {
     }
 }
 
-/// Writes summary.json, report.md and figure.svg; returns the points.
+/// What a sweep has measured so far: the figures of the sweep's runs and
+/// of the panels' runs.
+#[derive(Default)]
+struct Measured {
+    runs: BTreeMap<String, RunFigures>,
+    panel_runs: BTreeMap<String, PanelRun>,
+    meta: RunMeta,
+}
+
+/// Writes summary.json, report.md, figure.svg, sweep.svg and one
+/// panel-<name>.svg per panel; returns the points.
 fn write_outputs(
     exp: &Experiment,
     out: &Path,
     jobs: &[Job],
-    runs: &BTreeMap<String, RunFigures>,
+    m: &Measured,
     invalid: &[(String, Vec<String>)],
     kernel: &str,
     missing: &[String],
 ) -> Result<Vec<Point>> {
-    let pts = points(jobs, runs);
+    let pts = points(jobs, &m.runs);
+    let ppts = panel_points(exp, &m.panel_runs);
     util::write(
         &out.join("summary.json"),
         serde_json::to_string_pretty(&serde_json::json!({
             "experiment": exp.name,
             "kernel": kernel,
             "points": pts,
-            "runs": runs,
+            "runs": m.runs,
+            "panel_points": ppts,
+            "panel_runs": m.panel_runs,
+            "meta": m.meta,
         }))? + "\n",
     )?;
-    let md = report_md(exp, &pts, runs, invalid, kernel, missing);
+    let md = report_md(exp, &pts, &ppts, &m.runs, invalid, kernel, missing);
     util::write(&out.join("report.md"), &md)?;
     util::write(&out.join("figure.svg"), figure_svg(exp, &pts))?;
+    util::write(&out.join("sweep.svg"), sweep_svg(exp, &pts))?;
+    for def in &exp.panel {
+        let mine: Vec<_> = ppts.iter().filter(|p| p.panel == def.name).collect();
+        util::write(
+            &out.join(format!("panel-{}.svg", def.name)),
+            panel_svg(exp, def, &mine),
+        )?;
+    }
     Ok(pts)
 }
 
-/// Rewrites report.md and figure.svg of a finished (or cut short) sweep
+/// Scenario names in the order they run: repetition by repetition, each
+/// repetition's panels before its sweep, so that a sweep cut short has
+/// every point once and each boot compares the policies side by side.
+fn run_order(jobs: &[Job], panel_jobs: &[PanelJob]) -> Vec<String> {
+    let reps = jobs
+        .iter()
+        .map(|j| j.rep)
+        .chain(panel_jobs.iter().map(|j| j.rep))
+        .max()
+        .unwrap_or(0);
+    let mut out = Vec::new();
+    for rep in 1..=reps {
+        out.extend(
+            panel_jobs
+                .iter()
+                .filter(|j| j.rep == rep)
+                .map(|j| j.name.clone()),
+        );
+        out.extend(jobs.iter().filter(|j| j.rep == rep).map(|j| j.name.clone()));
+    }
+    out
+}
+
+/// Rewrites report.md and the figures of a finished (or cut short) sweep
 /// from its summary.json and its `*.invalid-*.json` files, without running
 /// anything.
 pub fn report_only(ctx: &Ctx, path: &Path) -> Result<PathBuf> {
     let exp = Experiment::load(path)?;
     let out = ctx.results().join(&exp.name);
-    let Summary { kernel, runs } = Summary::read(&out.join("summary.json"))?;
+    reread(&exp, &out)?;
+    Ok(out)
+}
+
+/// What [`reread`] gives back for results.rst.
+struct Reread {
+    kernel: String,
+    points: Vec<Point>,
+    panels: Vec<super::panels::PanelPoint>,
+    meta: RunMeta,
+    /// Runs kept, valid runs, invalid attempts.
+    kept: (usize, usize, usize),
+}
+
+fn reread(exp: &Experiment, out: &Path) -> Result<Reread> {
+    let Summary {
+        kernel,
+        runs,
+        panel_runs,
+        meta,
+    } = Summary::read(&out.join("summary.json"))?;
     let mut invalid = Vec::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&out)?
+    let mut files: Vec<PathBuf> = std::fs::read_dir(out)?
         .flatten()
         .map(|e| e.path())
         .filter(|p| file_name(p).contains(".invalid-"))
@@ -92,15 +165,80 @@ pub fn report_only(ctx: &Ctx, path: &Path) -> Result<PathBuf> {
         invalid.push((format!("{scn} (attempt {k})"), problems));
     }
     let jobs = exp.jobs();
-    let missing: Vec<String> = jobs
-        .iter()
-        .filter(|j| !runs.contains_key(&j.name))
-        .map(|j| j.name.clone())
+    let m = Measured {
+        runs,
+        panel_runs,
+        meta,
+    };
+    let missing: Vec<String> = run_order(&jobs, &exp.panel_jobs())
+        .into_iter()
+        .filter(|n| !m.runs.contains_key(n) && !m.panel_runs.contains_key(n))
         .collect();
-    let pts = write_outputs(&exp, &out, &jobs, &runs, &invalid, &kernel, &missing)?;
+    let pts = write_outputs(exp, out, &jobs, &m, &invalid, &kernel, &missing)?;
     print_points(&pts);
-    info(&format!("rewrote {}/report.md, figure.svg", out.display()));
-    Ok(out)
+    info(&format!(
+        "rewrote {}/report.md and its figures",
+        out.display()
+    ));
+    let kept = m.runs.len() + m.panel_runs.len();
+    let valid = m.runs.values().filter(|r| r.valid).count()
+        + m.panel_runs.values().filter(|r| r.valid).count();
+    Ok(Reread {
+        kernel,
+        points: pts,
+        panels: panel_points(exp, &m.panel_runs),
+        meta: m.meta,
+        kept: (kept, valid, invalid.len()),
+    })
+}
+
+/// `cargo xtask report [DIR]`: rewrites DIR's report.md and figures (DIR:
+/// an experiment's output, default `results/demo/`), then
+/// `Documentation/vmfair/results.rst` from its template `results.rst.in`
+/// and DIR's figures, copied beside it as `results-<name>-*.svg`.
+pub fn results_doc(ctx: &Ctx, dir: Option<&Path>) -> Result<PathBuf> {
+    let out = dir.map_or_else(|| ctx.results().join("demo"), Path::to_path_buf);
+    let v: serde_json::Value = serde_json::from_str(&util::read(&out.join("summary.json"))?)?;
+    let name = v["experiment"]
+        .as_str()
+        .ok_or_else(|| anyhow!("{}: no experiment name", out.display()))?;
+    let exp = Experiment::load(&ctx.root.join(format!("qemu-test/experiments/{name}.toml")))?;
+    let r = reread(&exp, &out)?;
+    let doc = ctx.root.join("Documentation/vmfair");
+    let mut fills = BTreeMap::new();
+    fills.insert("RUN", rst::run_rst(&exp, &r.kernel, &r.meta, r.kept));
+    let summary: Vec<String> = super::summary::summary_lines(&exp, &r.points, &r.panels)
+        .iter()
+        .map(|l| rst::wrap(&rst::md_to_rst(l), 76, "- ", "  "))
+        .collect();
+    fills.insert("SUMMARY", summary.join(""));
+    fills.insert("SWEEP", rst::sweep_table(&exp, &r.points));
+    fills.insert("PANELS", rst::panels_rst(&exp, &r.panels));
+    debug_assert!(
+        fills.len() == rst::PLACEHOLDERS.len()
+            && rst::PLACEHOLDERS.iter().all(|k| fills.contains_key(k))
+    );
+    let text = rst::render(&util::read(&doc.join("results.rst.in"))?, &fills)?;
+    let mut svgs = vec![("sweep.svg".to_string(), format!("results-{name}-sweep.svg"))];
+    svgs.extend(exp.panel.iter().map(|p| {
+        (
+            format!("panel-{}.svg", p.name),
+            format!("results-{name}-{}.svg", p.name),
+        )
+    }));
+    for (from, to) in svgs {
+        std::fs::copy(out.join(&from), doc.join(&to))
+            .with_context(|| format!("copy {from} to {}", doc.join(&to).display()))?;
+    }
+    let path = doc.join("results.rst");
+    util::write(&path, &text)?;
+    info(&format!(
+        "wrote {} ({} lines) from {}",
+        path.display(),
+        text.lines().count(),
+        out.display()
+    ));
+    Ok(path)
 }
 
 /// Run (or only generate) an experiment; writes `results/<name>/`.
@@ -114,16 +252,28 @@ pub fn run(ctx: &Ctx, path: &Path, generate_only: bool) -> Result<PathBuf> {
     }
     std::fs::create_dir_all(&scen_dir)?;
     let jobs = exp.jobs();
+    let panel_jobs: BTreeMap<String, PanelJob> = exp
+        .panel_jobs()
+        .into_iter()
+        .map(|j| (j.name.clone(), j))
+        .collect();
     let mut metas = BTreeMap::new();
-    for j in &jobs {
-        let f = scen_dir.join(format!("{}.toml", j.name));
-        util::write(&f, &j.toml)?;
-        metas.insert(j.name.clone(), scenario::meta(&f)?);
+    let tomls = jobs
+        .iter()
+        .map(|j| (&j.name, &j.toml))
+        .chain(panel_jobs.values().map(|j| (&j.name, &j.toml)));
+    for (name, toml) in tomls {
+        let f = scen_dir.join(format!("{name}.toml"));
+        util::write(&f, toml)?;
+        metas.insert(name.clone(), scenario::meta(&f)?);
     }
+    let order = run_order(&jobs, &exp.panel_jobs());
     info(&format!(
-        "experiment {}: {} scenarios in {}",
+        "experiment {}: {} scenarios ({} of them in {} panels) in {}",
         exp.name,
-        jobs.len(),
+        order.len(),
+        panel_jobs.len(),
+        exp.panel.len(),
         scen_dir.display()
     ));
     if generate_only {
@@ -138,31 +288,38 @@ pub fn run(ctx: &Ctx, path: &Path, generate_only: bool) -> Result<PathBuf> {
     let t0 = Instant::now();
     let (built, base) = crate::build_all(ctx)?;
     let budget_start = Instant::now();
-    let over_budget = |frac: f64| {
-        exp.max_minutes
-            .is_some_and(|m| budget_start.elapsed().as_secs_f64() > m * 60.0 * frac)
-    };
+    let build_s = t0.elapsed().as_secs_f64();
+    let mut budget = Budget::default();
     // (job name, attempts so far)
-    let mut pending: Vec<(String, u32)> = jobs.iter().map(|j| (j.name.clone(), 0)).collect();
-    let mut runs: BTreeMap<String, RunFigures> = BTreeMap::new();
+    let mut pending: Vec<(String, u32)> = order.into_iter().map(|n| (n, 0)).collect();
+    let mut m = Measured::default();
     let mut invalid: Vec<(String, Vec<String>)> = Vec::new();
     let mut kernel = String::from("?");
     let mut boot_no = 0;
     let mut missing = Vec::new();
     while !pending.is_empty() {
-        if over_budget(1.0) {
-            missing.extend(pending.drain(..).map(|(n, _)| n));
-            break;
-        }
-        // First attempts before reruns; reruns only while within 3/4 of
-        // the budget.
+        // First attempts before reruns; a boot takes only what is expected
+        // to end within the budget.
         pending.sort_by_key(|(_, a)| *a);
-        if pending[0].1 > 0 && over_budget(0.75) {
+        let mut take = exp.per_boot.min(pending.len());
+        if let Some(minutes) = exp.max_minutes {
+            let costs: Vec<f64> = pending[..take]
+                .iter()
+                .map(|(n, _)| budget::cost(metas[n].seconds, metas[n].vms))
+                .collect();
+            let elapsed = budget_start.elapsed().as_secs_f64();
+            take = budget.fit(minutes * 60.0, elapsed, &costs);
+        }
+        if take == 0 {
             missing.extend(pending.drain(..).map(|(n, _)| n));
             break;
         }
-        let take = exp.per_boot.min(pending.len());
         let chunk: Vec<(String, u32)> = pending.drain(..take).collect();
+        let predicted: f64 = chunk
+            .iter()
+            .map(|(n, _)| budget::cost(metas[n].seconds, metas[n].vms))
+            .sum();
+        let boot_t0 = Instant::now();
         boot_no += 1;
         let ms: Vec<Meta> = chunk.iter().map(|(n, _)| metas[n].clone()).collect();
         phase(&format!(
@@ -178,6 +335,9 @@ pub fn run(ctx: &Ctx, path: &Path, generate_only: bool) -> Result<PathBuf> {
             Ok((ran, outcome)) => {
                 if outcome.done.is_none() {
                     info(&outcome.verdict());
+                } else {
+                    // Only boots that ran their plan say how long scenarios take.
+                    budget.record(predicted, boot_t0.elapsed().as_secs_f64());
                 }
                 ran
             }
@@ -188,6 +348,47 @@ pub fn run(ctx: &Ctx, path: &Path, generate_only: bool) -> Result<PathBuf> {
         };
         for (name, attempts) in chunk {
             let r = ran.iter().find(|r| r.meta.name == name);
+            if let Some(pj) = panel_jobs.get(&name) {
+                let res = r.and_then(|r| r.json.as_ref()).map(|v| {
+                    let res = ScenarioResult::deserialize(v).map_err(|e| anyhow!("result: {e}"))?;
+                    kernel.clone_from(&res.kernel);
+                    panel_run(pj, &res)
+                });
+                let (pr, problems) = match (res, r.and_then(|r| r.error.clone())) {
+                    (Some(Ok(pr)), None) if pr.valid => (Some(pr), vec![]),
+                    (Some(Ok(pr)), err) => {
+                        let p = pr.problems.iter().cloned().chain(err).collect();
+                        (Some(pr), p)
+                    }
+                    (Some(Err(e)), err) => {
+                        (None, std::iter::once(e.to_string()).chain(err).collect())
+                    }
+                    (None, err) => (None, vec![err.unwrap_or_else(|| "no result".into())]),
+                };
+                let ok = problems.is_empty();
+                if let Some(mut pr) = pr {
+                    pr.boot = boot_no;
+                    if ok {
+                        print_panel_run(&pr);
+                    }
+                    m.panel_runs.insert(name.clone(), pr);
+                }
+                if !ok {
+                    retry(
+                        &exp,
+                        &out,
+                        &name,
+                        attempts,
+                        problems,
+                        &mut invalid,
+                        &mut pending,
+                    )?;
+                    if pending.iter().any(|(n, _)| n == &name) {
+                        m.panel_runs.remove(&name);
+                    }
+                }
+                continue;
+            }
             let fig = r.and_then(|r| r.json.as_ref()).map(|v| {
                 let res = ScenarioResult::deserialize(v).map_err(|e| anyhow!("result: {e}"))?;
                 kernel.clone_from(&res.kernel);
@@ -213,45 +414,93 @@ pub fn run(ctx: &Ctx, path: &Path, generate_only: bool) -> Result<PathBuf> {
                 if ok {
                     print_run(&f);
                 }
-                runs.insert(name.clone(), f);
+                m.runs.insert(name.clone(), f);
             }
             if !ok {
-                let tag = format!("{name} (attempt {})", attempts + 1);
-                info(&format!("invalid: {tag}: {}", problems.join("; ")));
-                invalid.push((tag, problems));
-                let json = out.join(format!("{name}.json"));
-                if json.exists() {
-                    let keep = out.join(format!("{name}.invalid-{}.json", attempts + 1));
-                    std::fs::rename(&json, &keep)?;
-                }
-                if attempts < exp.max_reruns {
-                    runs.remove(&name);
-                    pending.push((name, attempts + 1));
+                retry(
+                    &exp,
+                    &out,
+                    &name,
+                    attempts,
+                    problems,
+                    &mut invalid,
+                    &mut pending,
+                )?;
+                if pending.iter().any(|(n, _)| n == &name) {
+                    m.runs.remove(&name);
                 }
             }
         }
+        m.meta = run_meta(build_s, budget_start, boot_no);
         // Partial outputs after every boot, so that a sweep cut short
         // still leaves its report.
         write_outputs(
             &exp,
             &out,
             &jobs,
-            &runs,
+            &m,
             &invalid,
             &kernel,
             &pending_names(&pending),
         )?;
     }
-    let pts = write_outputs(&exp, &out, &jobs, &runs, &invalid, &kernel, &missing)?;
+    let pts = write_outputs(&exp, &out, &jobs, &m, &invalid, &kernel, &missing)?;
     print_points(&pts);
     info(&format!(
-        "experiment {} finished in {:.0} s: {}/report.md, figure.svg",
+        "experiment {} finished in {:.0} s: {}/report.md and its figures",
         exp.name,
         t0.elapsed().as_secs_f64(),
         out.display()
     ));
-    if runs.values().all(|r| !r.valid) {
+    if m.runs.values().all(|r| !r.valid) && m.panel_runs.values().all(|r| !r.valid) {
         bail!("no valid run in experiment {}", exp.name);
     }
     Ok(out)
+}
+
+/// Records an invalid attempt: keeps its JSON as `<name>.invalid-<k>.json`
+/// and queues the scenario again while it has reruns left.
+fn retry(
+    exp: &Experiment,
+    out: &Path,
+    name: &str,
+    attempts: u32,
+    problems: Vec<String>,
+    invalid: &mut Vec<(String, Vec<String>)>,
+    pending: &mut Vec<(String, u32)>,
+) -> Result<()> {
+    let tag = format!("{name} (attempt {})", attempts + 1);
+    info(&format!("invalid: {tag}: {}", problems.join("; ")));
+    invalid.push((tag, problems));
+    let json = out.join(format!("{name}.json"));
+    if json.exists() {
+        let keep = out.join(format!("{name}.invalid-{}.json", attempts + 1));
+        std::fs::rename(&json, &keep)?;
+    }
+    if attempts < exp.max_reruns {
+        pending.push((name.to_string(), attempts + 1));
+    }
+    Ok(())
+}
+
+fn print_panel_run(r: &PanelRun) {
+    let vms: Vec<String> = r
+        .vms
+        .iter()
+        .map(|v| format!("{} {:.3} (entitled {:.3})", v.label, v.cpu, v.entitled))
+        .collect();
+    println!("  {:<32} {}", r.scenario, vms.join("  "));
+}
+
+/// The run's date and times so far.
+fn run_meta(build_s: f64, started: Instant, boots: usize) -> RunMeta {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    RunMeta {
+        recorded: rst::utc_date(now),
+        build_s,
+        run_s: started.elapsed().as_secs_f64(),
+        boots,
+    }
 }

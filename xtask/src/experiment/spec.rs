@@ -1,5 +1,6 @@
 //! The experiment file, its checks, and the scenarios it expands into.
 
+use super::panels::PanelDef;
 use crate::util;
 use anyhow::{anyhow, bail, Result};
 use serde::Deserialize;
@@ -28,7 +29,8 @@ pub struct Experiment {
     pub max_reruns: u32,
     #[serde(default = "default_per_boot")]
     pub per_boot: usize,
-    /// No new boot after this many minutes (reruns are given up first).
+    /// Time budget after the build: a boot starts only with the scenarios
+    /// expected to end within it (first attempts before reruns; `budget.rs`).
     #[serde(default)]
     pub max_minutes: Option<f64>,
     /// QEMU's TCG mode: `multi` (one host thread per guest CPU, so a busy
@@ -44,6 +46,9 @@ pub struct Experiment {
     pub target: VmDef,
     pub dummy: BTreeMap<String, VmDef>,
     pub policy: Vec<PolicyDef>,
+    /// Fixed sets of VMs beside the sweep (`[[panel]]`, see `panels.rs`).
+    #[serde(default)]
+    pub panel: Vec<PanelDef>,
 }
 
 /// A VM of the experiment (the target, or one dummy instance).
@@ -57,6 +62,16 @@ pub struct VmDef {
     pub tick_hz: Option<u32>,
     #[serde(default)]
     pub burst_us: Option<u32>,
+    /// `load = "desktop"`: the VMM's I/O and display-refresh threads
+    /// (Documentation/vmfair/contract.rst).
+    #[serde(default)]
+    pub io_hz: Option<u32>,
+    #[serde(default)]
+    pub io_us: Option<u32>,
+    #[serde(default)]
+    pub refresh_hz: Option<u32>,
+    #[serde(default)]
+    pub refresh_us: Option<u32>,
 }
 
 /// A line of the figure: a grouping policy and the target's weight/nice.
@@ -119,6 +134,7 @@ pub struct Job {
     /// Dummy kind, `solo` for 0 dummies.
     pub kind: String,
     pub dummies: u32,
+    pub rep: u32,
     pub toml: String,
 }
 
@@ -166,11 +182,13 @@ impl Experiment {
         }
         // Every generated scenario must pass the scenario schema (names,
         // ranges, unknown keys).
-        for j in self.jobs() {
+        let jobs = self.jobs();
+        for j in &jobs {
             vmfair_scenario::Scenario::from_toml_str(&j.toml)
                 .map_err(|e| anyhow!("generated scenario {}: {e}", j.name))?;
         }
-        Ok(())
+        let names: Vec<String> = jobs.into_iter().map(|j| j.name).collect();
+        self.check_panels(&names)
     }
 
     /// Every scenario of the sweep, repetitions outermost so that a sweep
@@ -197,6 +215,7 @@ impl Experiment {
                             policy: p.name.clone(),
                             kind: kind.to_string(),
                             dummies: d,
+                            rep,
                             toml,
                         });
                     }
@@ -239,6 +258,16 @@ impl Experiment {
                 }
                 if let Some(b) = v.burst_us {
                     let _ = writeln!(s, "burst_us = {b}");
+                }
+                for (k, x) in [
+                    ("io_hz", v.io_hz),
+                    ("io_us", v.io_us),
+                    ("refresh_hz", v.refresh_hz),
+                    ("refresh_us", v.refresh_us),
+                ] {
+                    if let Some(x) = x {
+                        let _ = writeln!(s, "{k} = {x}");
+                    }
                 }
             };
         vm(

@@ -210,7 +210,7 @@ fn points_are_normalised_to_the_solo_run() {
     let svg = figure_svg(&e, &pts);
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     assert!(svg.contains("stock (idle)"));
-    let md = report_md(&e, &pts, &runs, &[], "k", &[]);
+    let md = report_md(&e, &pts, &[], &runs, &[], "k", &[]);
     assert!(md.contains(
         "| stock | 4 idle | 2/2 | 54.0 (45.0–63.0) | 0.60 (0.50–0.70) | 0.800 (0.800–0.800) | \
          0.60 (0.50–0.70) | 1.00 (1.00–1.00) |"
@@ -249,4 +249,26 @@ fn each_run_is_normalised_within_its_boot() {
     // Same CPU everywhere: speed equals rel.
     let sp = find("stock", "idle").speed.unwrap();
     assert!((sp.mean - 0.5).abs() < 1e-12);
+}
+
+#[test]
+fn desktop_dummies_pass_their_threads_on() {
+    let text = EXP.replace(
+        "[dummy.busy]\nload = \"busy\"",
+        "[dummy.busy]\nload = \"desktop\"\ntick_hz = 25\nio_hz = 10\nrefresh_us = 500",
+    );
+    let e: Experiment = toml::from_str(&text).unwrap();
+    e.check().unwrap();
+    let j = e
+        .jobs()
+        .into_iter()
+        .find(|j| j.name == "t-stock-busy-4-r1")
+        .unwrap();
+    let s = vmfair_scenario::Scenario::from_toml_str(&j.toml).unwrap();
+    let d = &s.vm[1];
+    assert_eq!(d.load, vmfair_scenario::Load::Desktop);
+    assert_eq!((d.tick_hz, d.io_hz, d.io_us), (25, 10, 200));
+    assert_eq!((d.refresh_hz, d.refresh_us), (30, 500));
+    // The target keeps the defaults and gets no desktop keys.
+    assert!(!j.toml.split("[[vm]]").nth(1).unwrap().contains("io_hz"));
 }

@@ -99,10 +99,16 @@ impl Run {
                     instance: i,
                     label: format!("{label} (pid {pid})"),
                     vcpus: vm.vcpus as usize,
-                    busy_threads: vm.io_threads as usize,
+                    // desktop: its periodic threads count in the slots after the busy ones.
+                    busy_threads: vm.io_threads as usize
+                        + if vm.load == Load::Desktop {
+                            crate::desktop::THREADS
+                        } else {
+                            0
+                        },
                     weight: vm.weight,
                     nice: vm.nice,
-                    ticking: matches!(vm.load, Load::Idle | Load::Bursty),
+                    ticking: matches!(vm.load, Load::Idle | Load::Bursty | Load::Desktop),
                     bench: vm.load == Load::Bench,
                     child,
                     pid,
@@ -327,7 +333,7 @@ impl Run {
 
 /// The command line of instance `i` of `vm`: `exe vmm ...` (see [`crate::vmm::OPTIONS`]).
 fn vmm_argv(exe: &str, vm: &VmSpec, i: u32, state_path: &str) -> Vec<String> {
-    [
+    let mut argv: Vec<String> = [
         exe,
         "vmm",
         "--name",
@@ -348,7 +354,18 @@ fn vmm_argv(exe: &str, vm: &VmSpec, i: u32, state_path: &str) -> Vec<String> {
         &vm.burst_us.to_string(),
     ]
     .map(String::from)
-    .into()
+    .into();
+    if vm.load == Load::Desktop {
+        for (k, v) in [
+            ("--io-hz", vm.io_hz),
+            ("--io-us", vm.io_us),
+            ("--refresh-hz", vm.refresh_hz),
+            ("--refresh-us", vm.refresh_us),
+        ] {
+            argv.extend([k.to_string(), v.to_string()]);
+        }
+    }
+    argv
 }
 
 /// The command line of instance `i` of `h`: `exe host ...` (see [`crate::host::OPTIONS`]).
@@ -404,6 +421,16 @@ threads = 4
 nice = 10
 "#;
 
+    const DESKTOP: &str = r#"
+name = "t"
+duration_s = 5
+[[vm]]
+name = "d"
+load = "desktop"
+tick_hz = 25
+io_us = 150
+"#;
+
     #[test]
     fn child_command_lines_parse_as_their_subcommand() {
         let scn = Scenario::from_toml_str(SCENARIO).unwrap();
@@ -418,6 +445,19 @@ nice = 10
         assert_eq!(o.get("mem-file"), Some("/tmp/d/vm-a-1.mem"));
         assert_eq!(o.num("tick-hz", 0), Ok(100));
         assert_eq!(o.num("burst-us", 0), Ok(200));
+        // Only a desktop VM gets the desktop options.
+        assert!(o.get("io-hz").is_none());
+        let desk = Scenario::from_toml_str(DESKTOP).unwrap();
+        let argv = vmm_argv("/bin/vmfair-run", &desk.vm[0], 0, "/tmp/d/vm-d-0.mem");
+        let o = crate::Opts::parse(&argv[2..], crate::vmm::OPTIONS).unwrap();
+        assert_eq!(o.get("load"), Some("desktop"));
+        assert_eq!(o.num("tick-hz", 0), Ok(25));
+        assert_eq!(o.num("io-hz", 0), Ok(20));
+        assert_eq!(o.num("io-us", 0), Ok(150));
+        assert_eq!(o.num("refresh-hz", 0), Ok(30));
+        assert_eq!(o.num("refresh-us", 0), Ok(300));
+        let d = crate::desktop::Desktop::from_opts(&o).unwrap();
+        assert_eq!((d.io.us, d.refresh.hz), (150, 30));
         let argv = host_argv("/bin/vmfair-run", &scn.host[0], 0, "/tmp/d/host-h-0.mem");
         assert_eq!(&argv[..2], ["/bin/vmfair-run", "host"]);
         let o = crate::Opts::parse(&argv[2..], crate::host::OPTIONS).unwrap();

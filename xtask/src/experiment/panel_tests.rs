@@ -1,0 +1,408 @@
+//! Tests of the panels, the summary and the small figures, on synthetic data.
+
+use super::bars::*;
+use super::panels::*;
+use super::points::Point;
+use super::spec::*;
+use super::summary::*;
+use std::collections::BTreeMap;
+use vmfair_scenario::ScenarioResult;
+
+const EXP: &str = r#"
+name = "t"
+duration_s = 5
+repetitions = 2
+dummies = [0, 4]
+dummy_kinds = ["desktop"]
+[target]
+load = "bench"
+[dummy.desktop]
+load = "desktop"
+tick_hz = 25
+[[policy]]
+name = "stock"
+[[policy]]
+name = "cg"
+policy = "cgroup"
+[[policy]]
+name = "vmfair"
+[[panel]]
+name = "1v4"
+title = "1 vCPU beside 4 vCPUs"
+policies = ["stock", "vmfair"]
+repetitions = 1
+[[panel.vm]]
+name = "a"
+[[panel.vm]]
+name = "b"
+vcpus = 4
+[[panel]]
+name = "w"
+title = "weights"
+policies = ["stock", "cg", "vmfair"]
+[[panel.vm]]
+name = "w100"
+vcpus = 2
+[[panel.vm]]
+name = "w300"
+vcpus = 2
+weight = 300
+"#;
+
+fn exp() -> Experiment {
+    let e: Experiment = toml::from_str(EXP).unwrap();
+    e.check().unwrap();
+    e
+}
+
+#[test]
+fn panels_expand_into_valid_scenarios() {
+    let e = exp();
+    let jobs = e.panel_jobs();
+    // 1v4: 2 policies x 1 repetition; w: 3 policies x 2 repetitions.
+    assert_eq!(jobs.len(), 2 + 3 * 2);
+    let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
+    assert_eq!(
+        &names[..5],
+        [
+            "t-1v4-stock-r1",
+            "t-1v4-vmfair-r1",
+            "t-w-stock-r1",
+            "t-w-cg-r1",
+            "t-w-vmfair-r1"
+        ]
+    );
+    assert!(jobs[5..].iter().all(|j| j.rep == 2 && j.panel == "w"));
+    let cg = jobs.iter().find(|j| j.name == "t-w-cg-r2").unwrap();
+    let s = vmfair_scenario::Scenario::from_toml_str(&cg.toml).unwrap();
+    // The policy line's real policy, the file's window, the VMs' weights.
+    assert_eq!(s.policy, vmfair_scenario::Policy::Cgroup);
+    assert_eq!((s.duration_s, s.warmup_s), (5.0, 3.0));
+    assert_eq!(
+        s.vm.iter().map(|v| (v.vcpus, v.weight)).collect::<Vec<_>>(),
+        [(2, 100), (2, 300)]
+    );
+    assert_eq!(s.vm[0].load, vmfair_scenario::Load::Busy);
+}
+
+#[test]
+fn bad_panels_rejected() {
+    for (from, to) in [
+        // A policy without a [[policy]] entry.
+        (
+            "policies = [\"stock\", \"vmfair\"]",
+            "policies = [\"fair\"]",
+        ),
+        // No VM shape that vmfair gives an entitlement to.
+        ("name = \"a\"", "name = \"a\"\nload = \"desktop\""),
+        // The same panel twice.
+        ("name = \"w\"\ntitle", "name = \"1v4\"\ntitle"),
+        // Out of the scenario schema's range.
+        ("vcpus = 4", "vcpus = 0"),
+        // Unknown keys.
+        ("title = \"weights\"", "title = \"weights\"\nbogus = 1"),
+    ] {
+        assert!(EXP.contains(from), "{from}");
+        let text = EXP.replacen(from, to, 1);
+        let bad = toml::from_str::<Experiment>(&text)
+            .map_err(|e| e.to_string())
+            .and_then(|e| e.check().map_err(|e| e.to_string()));
+        assert!(bad.is_err(), "accepted: {to}");
+    }
+    // A policy line that weights the sweep's target is not for panels.
+    let text = EXP.replace(
+        "name = \"cg\"\npolicy = \"cgroup\"",
+        "name = \"cg\"\npolicy = \"cgroup\"\ntarget_weight = 305",
+    );
+    let e: Experiment = toml::from_str(&text).unwrap();
+    assert!(e.check().unwrap_err().to_string().contains("target"));
+}
+
+fn panel_result(name: &str, cpus: &[(&str, f64)], valid: bool) -> ScenarioResult {
+    let groups: Vec<serde_json::Value> = cpus
+        .iter()
+        .enumerate()
+        .map(|(i, (vm, cpu))| {
+            serde_json::json!({"kind": "vm", "name": vm, "instance": 0, "pid": 10 + i,
+                               "vcpus": 1, "cpu_s": cpu * 5.0, "work": 1, "index": null})
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({
+        "scenario": name, "policy": "stock", "kernel": "k", "guest_cpus": 2,
+        "duration_s": 5.0, "valid": valid, "problems": [], "groups": groups
+    }))
+    .unwrap()
+}
+
+fn panel_runs(e: &Experiment) -> BTreeMap<String, PanelRun> {
+    let jobs = e.panel_jobs();
+    let mut runs = BTreeMap::new();
+    for (name, cpus, valid) in [
+        ("t-1v4-stock-r1", vec![("a", 0.4), ("b", 1.6)], true),
+        ("t-1v4-vmfair-r1", vec![("a", 0.99), ("b", 1.0)], true),
+        ("t-w-stock-r1", vec![("w100", 1.0), ("w300", 1.0)], true),
+        ("t-w-stock-r2", vec![("w100", 0.98), ("w300", 1.02)], true),
+        ("t-w-vmfair-r1", vec![("w100", 0.5), ("w300", 1.5)], true),
+        // Invalid: never counted.
+        ("t-w-vmfair-r2", vec![("w100", 1.9), ("w300", 0.1)], false),
+        // A VM missing from the result makes the run invalid.
+        ("t-w-cg-r1", vec![("w100", 0.5)], true),
+    ] {
+        let j = jobs.iter().find(|j| j.name == name).unwrap();
+        let r = panel_run(j, &panel_result(name, &cpus, valid)).unwrap();
+        runs.insert(name.to_string(), r);
+    }
+    runs
+}
+
+#[test]
+fn panel_runs_hold_cpu_against_the_entitlement() {
+    let e = exp();
+    let runs = panel_runs(&e);
+    let r = &runs["t-1v4-stock-r1"];
+    assert!(r.valid);
+    // CPU per second of window; the entitlement is vmfair's (1 and 1 CPU)
+    // although the run was under stock.
+    assert_eq!(r.vms[0].label, "a");
+    assert!((r.vms[0].cpu - 0.4).abs() < 1e-12);
+    assert!((r.vms[0].entitled - 1.0).abs() < 1e-9);
+    assert!((r.vms[1].entitled - 1.0).abs() < 1e-9);
+    assert_eq!(runs["t-w-stock-r1"].vms[1].weight, 300);
+    assert!((runs["t-w-stock-r1"].vms[0].entitled - 0.5).abs() < 1e-9);
+    assert!((runs["t-w-stock-r1"].vms[1].entitled - 1.5).abs() < 1e-9);
+    let cg = &runs["t-w-cg-r1"];
+    assert!(!cg.valid && cg.problems.iter().any(|p| p.contains("w300")));
+    assert!(!runs["t-w-vmfair-r2"].valid);
+}
+
+#[test]
+fn panel_points_and_summary() {
+    let e = exp();
+    let pts = panel_points(&e, &panel_runs(&e));
+    assert_eq!(pts.len(), 5);
+    let ws = pts
+        .iter()
+        .find(|p| p.panel == "w" && p.policy == "stock")
+        .unwrap();
+    assert_eq!((ws.valid, ws.runs), (2, 2));
+    let c = ws.vms[1].cpu.unwrap();
+    assert!((c.mean - 1.01).abs() < 1e-12 && c.min == 1.0 && c.max == 1.02);
+    // w100 got 0.99 against 0.5 (+98 %), w300 1.01 against 1.5 (-33 %).
+    assert!((ws.worst_deviation().unwrap() - 0.98).abs() < 1e-9);
+    let wv = pts
+        .iter()
+        .find(|p| p.panel == "w" && p.policy == "vmfair")
+        .unwrap();
+    assert_eq!((wv.valid, wv.runs), (1, 2));
+    assert!(wv.worst_deviation().unwrap().abs() < 1e-9);
+    let cg = pts.iter().find(|p| p.policy == "cg").unwrap();
+    assert_eq!(cg.valid, 0);
+    assert!(cg.worst_deviation().is_none());
+
+    let mine: Vec<&PanelPoint> = pts.iter().filter(|p| p.panel == "1v4").collect();
+    let line = panel_summary("1 vCPU beside 4 vCPUs", &mine).unwrap();
+    assert_eq!(
+        line,
+        "**1 vCPU beside 4 vCPUs**: CPU per VM (a / b): stock 0.40 / 1.60, vmfair 0.99 / \
+         1.00; entitled 1.00 / 1.00. Farthest VM from its entitlement: stock -60 %, vmfair -1 %."
+    );
+    // A policy without valid runs is left out of the line, not shown as 0.
+    let mine: Vec<&PanelPoint> = pts.iter().filter(|p| p.panel == "w").collect();
+    let line = panel_summary("weights", &mine).unwrap();
+    assert!(
+        line.contains("stock 0.99 / 1.01, vmfair 0.50 / 1.50;"),
+        "{line}"
+    );
+    assert!(line.ends_with("stock +98 %, vmfair 0 %."), "{line}");
+    assert!(!line.contains("cg"), "{line}");
+    assert!(panel_summary("none", &[]).is_none());
+
+    let md = panels_md(&e, &pts);
+    assert!(md.contains("| w300 | 2 | 300 | 1.010 (1.000–1.020) | – | 1.500 | 1.500 |"));
+    assert!(md.contains("![weights](panel-w.svg)"));
+}
+
+fn sweep_point(policy: &str, dummies: u32, rel: f64, cpu: f64, dcpu: f64) -> Point {
+    let st = |x: f64| crate::stats::MeanRange::of(&[x]);
+    Point {
+        policy: policy.into(),
+        kind: if dummies == 0 { "solo" } else { "desktop" }.into(),
+        dummies,
+        runs: 1,
+        valid: 1,
+        index: st(rel * 100.0),
+        relative: st(rel),
+        index_per_cpu: None,
+        speed: None,
+        tcg_model: None,
+        target_cpu: st(cpu),
+        target_wait: None,
+        target_preempt_per_s: None,
+        dummies_cpu: if dummies == 0 { None } else { st(dcpu) },
+        dummies_halt_poll: None,
+        dummies_sleeps_per_s: None,
+        idle_cpu: None,
+    }
+}
+
+#[test]
+fn sweep_summary_reads_the_largest_point() {
+    let e = exp();
+    let pts = vec![
+        sweep_point("stock", 0, 1.0, 1.0, 0.0),
+        sweep_point("stock", 4, 0.31, 0.3, 1.5),
+        sweep_point("vmfair", 0, 1.0, 1.0, 0.0),
+        sweep_point("vmfair", 4, 0.62, 0.6, 1.2),
+    ];
+    let line = sweep_summary(&e, &pts).unwrap();
+    assert_eq!(
+        line,
+        "**Target beside 4 desktop dummies**: benchmark index relative to solo: stock 0.31, \
+         vmfair 0.62; the target's CPU (of 1): stock 0.30, vmfair 0.60; the dummies used \
+         1.20–1.50 CPU together."
+    );
+    let md = summary_md(&e, &pts, &[]);
+    assert!(md.starts_with("## Summary\n\n- **Target beside 4"));
+    assert!(sweep_summary(&e, &pts[..1]).is_none());
+    assert_eq!(summary_md(&e, &[], &[]), "");
+}
+
+fn count(s: &str, pat: &str) -> usize {
+    s.matches(pat).count()
+}
+
+#[test]
+fn small_figures() {
+    assert_eq!(axis_top(1.6, 0.5, 1.0), 2.0);
+    assert_eq!(axis_top(1.5, 0.5, 1.0), 1.5);
+    assert_eq!(axis_top(0.3, 0.5, 1.0), 1.0);
+    let e = exp();
+    let pts = panel_points(&e, &panel_runs(&e));
+    let mine: Vec<&PanelPoint> = pts.iter().filter(|p| p.panel == "w").collect();
+    let svg = panel_svg(&e, &e.panel[1], &mine);
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    // Bars: 2 VMs x 2 policies with valid runs, in the policies' colours
+    // (stock first, vmfair third of the experiment's policies).
+    let stock = policy_color(&e, "stock");
+    let vmfair = policy_color(&e, "vmfair");
+    assert_ne!(stock, vmfair);
+    assert_eq!(count(&svg, &format!("height=\"12\" fill=\"{stock}\"")), 1);
+    assert_eq!(count(&svg, &format!("fill=\"{stock}\"/>")), 3);
+    assert_eq!(count(&svg, &format!("fill=\"{vmfair}\"/>")), 3);
+    // Only stock has two repetitions: a range line per VM.
+    assert_eq!(count(&svg, "stroke=\"#333\""), 2);
+    // Entitlement marks at 0.5 and 1.5 CPU of an axis up to 1.5:
+    // y = 52 + 170 * (1 - v / 1.5).
+    assert!(svg.contains("y1=\"165.3\""), "{svg}");
+    assert!(svg.contains("y1=\"52.0\" x2"), "{svg}");
+    assert!(svg.contains("w300 (2 vCPU, w 300)"));
+    assert!(svg.contains("w100 (2 vCPU, w 100)"));
+    // Without weights, none are named.
+    let mine: Vec<&PanelPoint> = pts.iter().filter(|p| p.panel == "1v4").collect();
+    let svg = panel_svg(&e, &e.panel[0], &mine);
+    assert!(
+        svg.contains(">b (4 vCPU)<") && !svg.contains(", w "),
+        "{svg}"
+    );
+
+    let sp = vec![
+        sweep_point("stock", 0, 1.0, 1.0, 0.0),
+        sweep_point("stock", 4, 0.5, 0.5, 1.5),
+        sweep_point("vmfair", 0, 1.0, 1.0, 0.0),
+        sweep_point("vmfair", 4, 0.9, 0.9, 1.2),
+    ];
+    let svg = sweep_svg(&e, &sp);
+    // One line per policy; cg has no points, so an empty one.
+    assert_eq!(count(&svg, "<polyline"), 3);
+    assert_eq!(count(&svg, "<circle"), 4);
+    // x = 60 + 370 * d / 4, y = 52 + 180 * (1 - v / 1.2), the lines spread
+    // by 4 px about the middle one (cg).
+    assert!(svg.contains("<circle cx=\"426.0\" cy=\"157.0\""), "{svg}");
+    assert!(svg.contains("<circle cx=\"434.0\" cy=\"97.0\""), "{svg}");
+    assert!(svg.contains("<circle cx=\"56.0\" cy=\"82.0\""), "{svg}");
+}
+
+#[test]
+fn results_rst_parts() {
+    use super::rst::*;
+    assert_eq!(utc_date(0), "1970-01-01");
+    // 2026-12-02 00:00:00 UTC and the last second of 2024-02-29 (leap day).
+    assert_eq!(utc_date(1_796_169_600), "2026-12-02");
+    assert_eq!(utc_date(1_709_251_199), "2024-02-29");
+    assert_eq!(
+        wrap("a bb ccc dddd", 6, "- ", "  "),
+        "- a bb\n  ccc\n  dddd\n"
+    );
+    assert_eq!(wrap("toolongword x", 4, "", ""), "toolongword\nx\n");
+    assert_eq!(wrap("", 10, "", ""), "\n");
+    assert_eq!(
+        md_to_rst("**a**: `stock` 0.40"),
+        "**a**: ``stock`` 0.40".to_string()
+    );
+    let t = list_table(
+        &["a".to_string(), "b".to_string()],
+        &[vec!["1".into(), "2".into()]],
+    );
+    assert_eq!(
+        t,
+        ".. list-table::\n   :header-rows: 1\n\n   * - a\n     - b\n   * - 1\n     - 2\n"
+    );
+    let mut fills = BTreeMap::new();
+    fills.insert("X", "filled\n".to_string());
+    assert_eq!(
+        render("head\n@X@\ntail\n", &fills).unwrap(),
+        "head\nfilled\ntail\n"
+    );
+    // A placeholder without a value, and a value without its placeholder.
+    assert!(render("@Y@\n", &fills).is_err());
+    assert!(render("no placeholder\n", &fills).is_err());
+    // Inline @ signs are text.
+    assert!(render("mail@X@host @X@\n@X@\n", &fills).is_ok());
+
+    let e = exp();
+    let pts = panel_points(&e, &panel_runs(&e));
+    let rst = panels_rst(&e, &pts);
+    assert!(rst.starts_with("1 vCPU beside 4 vCPUs\n~~~~~~~~~~~~~~~~~~~~~\n"));
+    assert!(rst.contains(".. figure:: results-t-w.svg"));
+    assert!(rst.contains("   * - w300\n     - 2\n     - 300\n     - 1.010 (1.000–1.020)\n     - –\n     - 1.500\n     - 1.500\n"), "{rst}");
+    let sp = vec![
+        sweep_point("stock", 4, 0.5, 0.5, 1.5),
+        sweep_point("vmfair", 4, 0.9, 0.9, 1.2),
+    ];
+    let st = sweep_table(&e, &sp);
+    assert!(
+        st.contains("   * - ``stock``\n     - 0.50\n     - 0.50\n     - 1.50\n"),
+        "{st}"
+    );
+    // cg has no point at 4 dummies.
+    assert!(
+        st.contains("   * - ``cg``\n     - –\n     - –\n     - –\n"),
+        "{st}"
+    );
+}
+
+#[test]
+fn the_repository_files_fit_the_code() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // Every experiment file loads and passes its checks (panels included).
+    let dir = root.join("qemu-test/experiments");
+    let mut n = 0;
+    for f in std::fs::read_dir(&dir).unwrap().flatten() {
+        if f.path().extension().is_some_and(|x| x == "toml") {
+            Experiment::load(&f.path()).unwrap();
+            n += 1;
+        }
+    }
+    assert!(n >= 3, "{n} experiment files in {}", dir.display());
+    let demo = Experiment::load(&dir.join("demo.toml")).unwrap();
+    assert!(demo.panel.len() >= 3 && demo.dummy_kinds == ["desktop"]);
+    // The template uses exactly the placeholders the report command fills.
+    let template =
+        std::fs::read_to_string(root.join("Documentation/vmfair/results.rst.in")).unwrap();
+    let fills: BTreeMap<&str, String> = super::rst::PLACEHOLDERS
+        .iter()
+        .map(|k| (*k, format!("<{k}>")))
+        .collect();
+    let out = super::rst::render(&template, &fills).unwrap();
+    assert!(out.contains("\n<SWEEP>\n") && !out.contains("\n@"));
+}
