@@ -370,7 +370,11 @@ pub fn check_lines(
         if let Some(name) = line.strip_prefix("ok ") {
             v.push((format!("{prefix}: {name}"), true, String::new()));
         } else if let Some(rest) = line.strip_prefix("FAIL ") {
-            let (name, detail) = rest.split_once(": ").unwrap_or((rest, ""));
+            // A tab ends the name (names may contain ": "); ": " in older lines.
+            let (name, detail) = rest
+                .split_once('\t')
+                .or_else(|| rest.split_once(": "))
+                .unwrap_or((rest, ""));
             v.push((format!("{prefix}: {name}"), false, detail.to_string()));
             failed += 1;
         }
@@ -416,6 +420,12 @@ mod tests {
         assert!(ran.is_none());
         // A failure the lines do not show, or no lines at all, is a failure of its own.
         assert!(check_lines("qemu", "ok a\n", Some(1)).1.is_some());
+        // A name with ": " in it keeps it when a tab ends the name.
+        let (v, _) = check_lines("qemu", "FAIL c: d, e\tEIP: 1\n", Some(1));
+        assert_eq!(
+            v,
+            [("qemu: c: d, e".to_string(), false, "EIP: 1".to_string())]
+        );
         assert!(check_lines("qemu", "", Some(0)).1.is_some());
     }
 

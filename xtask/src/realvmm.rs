@@ -251,6 +251,17 @@ fn boot_once(ctx: &Ctx, b: &Built, initrd: &Path) -> Vec<Check> {
 mod tests {
     use super::*;
 
+    /// The retry spots a hung payload by the check's name: a guest failure line of it must
+    /// parse back to that name (a ": " in it once ended the name there, and no retry ran).
+    #[test]
+    fn payload_check_is_found() {
+        let line = "FAIL the payload runs in L2: busy computes, halt halts\t(EIP, halted): x\n";
+        let (v, _) = qemu::check_lines("qemu", line, Some(1));
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].0, PAYLOAD_CHECK);
+        assert!(!v[0].1);
+    }
+
     #[test]
     fn ldd_paths() {
         let text = "\tlinux-vdso.so.1 (0x00007ffd)\n\

@@ -36,7 +36,8 @@ impl Tally {
             println!("ok {name}");
         } else {
             self.failed += 1;
-            println!("FAIL {name}: {detail}");
+            // A tab ends the name: names may contain ": ".
+            println!("FAIL {name}\t{}", detail.replace(['\n', '\t'], "; "));
         }
     }
 }
