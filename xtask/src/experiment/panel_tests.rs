@@ -178,7 +178,7 @@ fn panel_runs_hold_cpu_against_the_entitlement() {
 #[test]
 fn panel_points_and_summary() {
     let e = exp();
-    let pts = panel_points(&e, &panel_runs(&e));
+    let pts = panel_points(&e, &panel_runs(&e)).unwrap();
     assert_eq!(pts.len(), 5);
     let ws = pts
         .iter()
@@ -220,6 +220,47 @@ fn panel_points_and_summary() {
     let md = panels_md(&e, &pts);
     assert!(md.contains("| w300 | 2 | 300 | 1.010 (1.000–1.020) | – | 1.500 | 1.500 |"));
     assert!(md.contains("![weights](panel-w.svg)"));
+}
+
+#[test]
+fn panel_points_line_up_vm_by_vm() {
+    let e = exp();
+    let jobs = e.panel_jobs();
+    let mut runs = BTreeMap::new();
+    // The first cg run (by name) lacks w100; the second has both VMs.
+    for (name, cpus) in [
+        ("t-w-cg-r1", vec![("w300", 1.0)]),
+        ("t-w-cg-r2", vec![("w100", 0.6), ("w300", 1.4)]),
+        ("t-w-stock-r1", vec![("w100", 1.0), ("w300", 1.0)]),
+    ] {
+        let j = jobs.iter().find(|j| j.name == name).unwrap();
+        let r = panel_run(j, &panel_result(name, &cpus, true)).unwrap();
+        runs.insert(name.to_string(), r);
+    }
+    assert!(!runs["t-w-cg-r1"].valid);
+    let pts = panel_points(&e, &runs).unwrap();
+    let cg = pts.iter().find(|p| p.policy == "cg").unwrap();
+    let labels: Vec<&str> = cg.vms.iter().map(|v| v.label.as_str()).collect();
+    assert_eq!(labels, ["w100", "w300"]);
+    assert_eq!((cg.valid, cg.runs), (1, 2));
+    assert!((cg.vms[0].cpu.unwrap().mean - 0.6).abs() < 1e-12);
+    assert!((cg.vms[1].cpu.unwrap().mean - 1.4).abs() < 1e-12);
+    // A policy without runs still lists the panel's VMs, without CPU.
+    let vm = pts
+        .iter()
+        .find(|p| p.panel == "w" && p.policy == "vmfair")
+        .unwrap();
+    assert_eq!(vm.runs, 0);
+    assert_eq!(vm.vms.len(), 2);
+    assert!(vm.vms.iter().all(|v| v.cpu.is_none() && v.entitled > 0.0));
+    let md = panels_md(&e, &pts);
+    assert!(
+        md.contains("| w100 | 2 | 100 | 1.000 | 0.600 | – | 0.500 |"),
+        "{md}"
+    );
+    // A panel without any run says so.
+    assert!(md.contains("## 1 vCPU beside 4 vCPUs\n"));
+    assert!(md.contains("(no runs)"), "{md}");
 }
 
 fn sweep_point(policy: &str, dummies: u32, rel: f64, cpu: f64, dcpu: f64) -> Point {
@@ -277,7 +318,7 @@ fn small_figures() {
     assert_eq!(axis_top(1.5, 0.5, 1.0), 1.5);
     assert_eq!(axis_top(0.3, 0.5, 1.0), 1.0);
     let e = exp();
-    let pts = panel_points(&e, &panel_runs(&e));
+    let pts = panel_points(&e, &panel_runs(&e)).unwrap();
     let mine: Vec<&PanelPoint> = pts.iter().filter(|p| p.panel == "w").collect();
     let svg = panel_svg(&e, &e.panel[1], &mine);
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
@@ -360,7 +401,7 @@ fn results_rst_parts() {
     assert!(render("mail@X@host @X@\n@X@\n", &fills).is_ok());
 
     let e = exp();
-    let pts = panel_points(&e, &panel_runs(&e));
+    let pts = panel_points(&e, &panel_runs(&e)).unwrap();
     let rst = panels_rst(&e, &pts);
     assert!(rst.starts_with("1 vCPU beside 4 vCPUs\n~~~~~~~~~~~~~~~~~~~~~\n"));
     assert!(rst.contains(".. figure:: results-t-w.svg"));

@@ -140,7 +140,7 @@ pub fn panels_rst(exp: &Experiment, pts: &[PanelPoint]) -> String {
     for p in &exp.panel {
         let mine: Vec<&PanelPoint> = pts.iter().filter(|x| x.panel == p.name).collect();
         let _ = writeln!(s, "{}\n{}\n", p.title, "~".repeat(p.title.chars().count()));
-        let Some(first) = mine.iter().find(|x| !x.vms.is_empty()) else {
+        let Some(first) = mine.iter().find(|x| x.runs > 0) else {
             let _ = writeln!(s, "No run of this panel was kept.\n");
             continue;
         };

@@ -67,7 +67,7 @@ fn write_outputs(
     missing: &[String],
 ) -> Result<Vec<Point>> {
     let pts = points(jobs, &m.runs);
-    let ppts = panel_points(exp, &m.panel_runs);
+    let ppts = panel_points(exp, &m.panel_runs)?;
     util::write(
         &out.join("summary.json"),
         serde_json::to_string_pretty(&serde_json::json!({
@@ -186,7 +186,7 @@ fn reread(exp: &Experiment, out: &Path) -> Result<Reread> {
     Ok(Reread {
         kernel,
         points: pts,
-        panels: panel_points(exp, &m.panel_runs),
+        panels: panel_points(exp, &m.panel_runs)?,
         meta: m.meta,
         kept: (kept, valid, invalid.len()),
     })
