@@ -354,22 +354,30 @@ pub fn run(ctx: &Ctx, path: &Path, generate_only: bool) -> Result<PathBuf> {
                     kernel.clone_from(&res.kernel);
                     panel_run(pj, &res)
                 });
-                let (pr, problems) = match (res, r.and_then(|r| r.error.clone())) {
-                    (Some(Ok(pr)), None) if pr.valid => (Some(pr), vec![]),
+                let (ok, pr, mut problems) = match (res, r.and_then(|r| r.error.clone())) {
+                    (Some(Ok(pr)), None) if pr.valid => (true, Some(pr), vec![]),
                     (Some(Ok(pr)), err) => {
                         let p = pr.problems.iter().cloned().chain(err).collect();
-                        (Some(pr), p)
+                        (false, Some(pr), p)
                     }
-                    (Some(Err(e)), err) => {
-                        (None, std::iter::once(e.to_string()).chain(err).collect())
-                    }
-                    (None, err) => (None, vec![err.unwrap_or_else(|| "no result".into())]),
+                    (Some(Err(e)), err) => (
+                        false,
+                        None,
+                        std::iter::once(e.to_string()).chain(err).collect(),
+                    ),
+                    (None, err) => (false, None, vec![err.unwrap_or_else(|| "no result".into())]),
                 };
-                let ok = problems.is_empty();
+                if !ok && problems.is_empty() {
+                    problems.push(UNNAMED.into());
+                }
                 if let Some(mut pr) = pr {
                     pr.boot = boot_no;
                     if ok {
                         print_panel_run(&pr);
+                    } else {
+                        // Kept after its last attempt: never as a valid run.
+                        pr.valid = false;
+                        pr.problems.clone_from(&problems);
                     }
                     m.panel_runs.insert(name.clone(), pr);
                 }
@@ -394,7 +402,7 @@ pub fn run(ctx: &Ctx, path: &Path, generate_only: bool) -> Result<PathBuf> {
                 kernel.clone_from(&res.kernel);
                 figures(&res)
             });
-            let (ok, problems) = match (&fig, r.and_then(|r| r.error.clone())) {
+            let (ok, mut problems) = match (&fig, r.and_then(|r| r.error.clone())) {
                 (Some(Ok(f)), None) if f.valid && f.target_index.is_some() => (true, vec![]),
                 (Some(Ok(f)), err) => {
                     let mut p = f.problems.clone();
@@ -409,10 +417,17 @@ pub fn run(ctx: &Ctx, path: &Path, generate_only: bool) -> Result<PathBuf> {
                 }
                 (None, err) => (false, vec![err.unwrap_or_else(|| "no result".into())]),
             };
+            if !ok && problems.is_empty() {
+                problems.push(UNNAMED.into());
+            }
             if let Some(Ok(mut f)) = fig {
                 f.boot = boot_no;
                 if ok {
                     print_run(&f);
+                } else {
+                    // Kept after its last attempt: never as a valid run.
+                    f.valid = false;
+                    f.problems.clone_from(&problems);
                 }
                 m.runs.insert(name.clone(), f);
             }
@@ -457,6 +472,9 @@ pub fn run(ctx: &Ctx, path: &Path, generate_only: bool) -> Result<PathBuf> {
     }
     Ok(out)
 }
+
+/// The problem of a result marked invalid that names none.
+const UNNAMED: &str = "the result is marked invalid and names no problem";
 
 /// Records an invalid attempt: keeps its JSON as `<name>.invalid-<k>.json`
 /// and queues the scenario again while it has reruns left.
