@@ -1,7 +1,8 @@
-//! The small figures of `report.md`, one per panel: `sweep.svg` (the
-//! target's index relative to solo against the number of dummies, one line
-//! per policy) and `panel-<name>.svg` (each VM's CPU as a bar per policy,
-//! its entitlement as a black mark across the bars). A policy has the same
+//! The small figures of `report.md` and `results.rst`: `sweep.svg` (the
+//! target's index relative to solo against the number of dummies of the
+//! first kind, one line per policy) and, per panel, `panel-<name>.svg`
+//! (each VM's CPU as a bar per policy, its entitlement as a black mark
+//! across the bars). A policy has the same
 //! colour in every figure (its place among the experiment's `[[policy]]`
 //! entries).
 

@@ -401,6 +401,20 @@ fn results_rst_parts() {
     assert!(render("mail@X@host @X@\n@X@\n", &fills).is_ok());
 
     let e = exp();
+    let meta = RunMeta {
+        recorded: "2026-12-02".into(),
+        build_s: 61.0,
+        run_s: 700.4,
+        boots: 3,
+    };
+    let run = run_rst(&e, "7.3.4", &meta, (9, 7, 2)).replace('\n', " ");
+    assert!(
+        run.starts_with("Recorded on 2026-12-02 with kernel ``7.3.4``"),
+        "{run}"
+    );
+    // Experiment "t" is not make demo's.
+    assert!(run.contains("by ``cargo xtask bench`` (``qemu-test/experiments/t.toml``)"));
+    assert!(run.contains("3 boots took 700 s after 61 s of build; 9 runs kept, 7 valid, 2"));
     let pts = panel_points(&e, &panel_runs(&e)).unwrap();
     let rst = panels_rst(&e, &pts);
     assert!(rst.starts_with("1 vCPU beside 4 vCPUs\n~~~~~~~~~~~~~~~~~~~~~\n"));
