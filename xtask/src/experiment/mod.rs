@@ -27,9 +27,10 @@
 //! of the sweep), `summary` (the lines at the top of the report), `report`
 //! (`report.md` and the console tables), `svg` (`figure.svg`), `bars`
 //! (`sweep.svg` and the panels' figures), `rst` (`results.rst`), `budget`
-//! (how many scenarios a boot can take) and `run` (the boots, the reruns
-//! of invalid results and the outputs).
+//! (how many scenarios a boot can take), `attempts` (what becomes of an
+//! attempt: kept, or run again) and `run` (the boots and the outputs).
 
+mod attempts;
 mod bars;
 mod budget;
 mod figures;

@@ -1,11 +1,13 @@
-//! The boots of a sweep, the reruns of invalid results, and the outputs.
+//! The boots of an experiment and its outputs; what becomes of each attempt
+//! (kept, or run again) is `attempts`.
 
+use super::attempts::Attempts;
 use super::bars::{panel_svg, sweep_svg};
 use super::budget::{self, Budget};
 use super::figures::{figures, RunFigures};
 use super::panels::{panel_points, panel_run, PanelJob, PanelRun};
 use super::points::{points, Point};
-use super::report::{print_points, print_run, report_md};
+use super::report::{print_points, report_md};
 use super::rst::{self, RunMeta};
 use super::spec::{Experiment, Job};
 use super::svg::figure_svg;
@@ -290,20 +292,23 @@ pub fn run(ctx: &Ctx, path: &Path, generate_only: bool) -> Result<PathBuf> {
     let budget_start = Instant::now();
     let build_s = t0.elapsed().as_secs_f64();
     let mut budget = Budget::default();
-    // (job name, attempts so far)
-    let mut pending: Vec<(String, u32)> = order.into_iter().map(|n| (n, 0)).collect();
+    let mut att = Attempts {
+        out: &out,
+        max_reruns: exp.max_reruns,
+        pending: order.into_iter().map(|n| (n, 0)).collect(),
+        invalid: Vec::new(),
+    };
     let mut m = Measured::default();
-    let mut invalid: Vec<(String, Vec<String>)> = Vec::new();
     let mut kernel = String::from("?");
     let mut boot_no = 0;
     let mut missing = Vec::new();
-    while !pending.is_empty() {
+    while !att.pending.is_empty() {
         // First attempts before reruns; a boot takes only what is expected
         // to end within the budget.
-        pending.sort_by_key(|(_, a)| *a);
-        let mut take = exp.per_boot.min(pending.len());
+        att.pending.sort_by_key(|(_, a)| *a);
+        let mut take = exp.per_boot.min(att.pending.len());
         if let Some(minutes) = exp.max_minutes {
-            let costs: Vec<f64> = pending[..take]
+            let costs: Vec<f64> = att.pending[..take]
                 .iter()
                 .map(|(n, _)| budget::cost(metas[n].seconds, metas[n].vms))
                 .collect();
@@ -311,10 +316,10 @@ pub fn run(ctx: &Ctx, path: &Path, generate_only: bool) -> Result<PathBuf> {
             take = budget.fit(minutes * 60.0, elapsed, &costs);
         }
         if take == 0 {
-            missing.extend(pending.drain(..).map(|(n, _)| n));
+            missing.extend(att.pending.drain(..).map(|(n, _)| n));
             break;
         }
-        let chunk: Vec<(String, u32)> = pending.drain(..take).collect();
+        let chunk: Vec<(String, u32)> = att.pending.drain(..take).collect();
         let predicted: f64 = chunk
             .iter()
             .map(|(n, _)| budget::cost(metas[n].seconds, metas[n].vms))
@@ -326,7 +331,7 @@ pub fn run(ctx: &Ctx, path: &Path, generate_only: bool) -> Result<PathBuf> {
             "experiment {}: boot {boot_no}, {} scenarios, {} left after it, {:.0} s so far",
             exp.name,
             ms.len(),
-            pending.len(),
+            att.pending.len(),
             t0.elapsed().as_secs_f64()
         ));
         let boot_name = format!("{}-{boot_no}", exp.name);
@@ -348,101 +353,20 @@ pub fn run(ctx: &Ctx, path: &Path, generate_only: bool) -> Result<PathBuf> {
         };
         for (name, attempts) in chunk {
             let r = ran.iter().find(|r| r.meta.name == name);
-            if let Some(pj) = panel_jobs.get(&name) {
-                let res = r.and_then(|r| r.json.as_ref()).map(|v| {
-                    let res = ScenarioResult::deserialize(v).map_err(|e| anyhow!("result: {e}"))?;
-                    kernel.clone_from(&res.kernel);
-                    panel_run(pj, &res)
-                });
-                let (ok, pr, mut problems) = match (res, r.and_then(|r| r.error.clone())) {
-                    (Some(Ok(pr)), None) if pr.valid => (true, Some(pr), vec![]),
-                    (Some(Ok(pr)), err) => {
-                        let p = pr.problems.iter().cloned().chain(err).collect();
-                        (false, Some(pr), p)
-                    }
-                    (Some(Err(e)), err) => (
-                        false,
-                        None,
-                        std::iter::once(e.to_string()).chain(err).collect(),
-                    ),
-                    (None, err) => (false, None, vec![err.unwrap_or_else(|| "no result".into())]),
-                };
-                if !ok && problems.is_empty() {
-                    problems.push(UNNAMED.into());
-                }
-                if let Some(mut pr) = pr {
-                    pr.boot = boot_no;
-                    if ok {
-                        print_panel_run(&pr);
-                    } else {
-                        // Kept after its last attempt: never as a valid run.
-                        pr.valid = false;
-                        pr.problems.clone_from(&problems);
-                    }
-                    m.panel_runs.insert(name.clone(), pr);
-                }
-                if !ok {
-                    retry(
-                        &exp,
-                        &out,
-                        &name,
-                        attempts,
-                        problems,
-                        &mut invalid,
-                        &mut pending,
-                    )?;
-                    if pending.iter().any(|(n, _)| n == &name) {
-                        m.panel_runs.remove(&name);
-                    }
-                }
-                continue;
-            }
-            let fig = r.and_then(|r| r.json.as_ref()).map(|v| {
+            let res = r.and_then(|r| r.json.as_ref()).map(|v| {
                 let res = ScenarioResult::deserialize(v).map_err(|e| anyhow!("result: {e}"))?;
                 kernel.clone_from(&res.kernel);
-                figures(&res)
+                Ok(res)
             });
-            let (ok, mut problems) = match (&fig, r.and_then(|r| r.error.clone())) {
-                (Some(Ok(f)), None) if f.valid && f.target_index.is_some() => (true, vec![]),
-                (Some(Ok(f)), err) => {
-                    let mut p = f.problems.clone();
-                    if f.target_index.is_none() {
-                        p.push("no target index".into());
-                    }
-                    p.extend(err);
-                    (false, p)
+            let error = r.and_then(|r| r.error.clone());
+            match panel_jobs.get(&name) {
+                Some(pj) => {
+                    let pr = res.map(|res| res.and_then(|res| panel_run(pj, &res)));
+                    att.settle(&mut m.panel_runs, &name, attempts, boot_no, pr, error)?;
                 }
-                (Some(Err(e)), err) => {
-                    (false, vec![format!("{e}")].into_iter().chain(err).collect())
-                }
-                (None, err) => (false, vec![err.unwrap_or_else(|| "no result".into())]),
-            };
-            if !ok && problems.is_empty() {
-                problems.push(UNNAMED.into());
-            }
-            if let Some(Ok(mut f)) = fig {
-                f.boot = boot_no;
-                if ok {
-                    print_run(&f);
-                } else {
-                    // Kept after its last attempt: never as a valid run.
-                    f.valid = false;
-                    f.problems.clone_from(&problems);
-                }
-                m.runs.insert(name.clone(), f);
-            }
-            if !ok {
-                retry(
-                    &exp,
-                    &out,
-                    &name,
-                    attempts,
-                    problems,
-                    &mut invalid,
-                    &mut pending,
-                )?;
-                if pending.iter().any(|(n, _)| n == &name) {
-                    m.runs.remove(&name);
+                None => {
+                    let fig = res.map(|res| res.and_then(|res| figures(&res)));
+                    att.settle(&mut m.runs, &name, attempts, boot_no, fig, error)?;
                 }
             }
         }
@@ -454,12 +378,12 @@ pub fn run(ctx: &Ctx, path: &Path, generate_only: bool) -> Result<PathBuf> {
             &out,
             &jobs,
             &m,
-            &invalid,
+            &att.invalid,
             &kernel,
-            &pending_names(&pending),
+            &pending_names(&att.pending),
         )?;
     }
-    let pts = write_outputs(&exp, &out, &jobs, &m, &invalid, &kernel, &missing)?;
+    let pts = write_outputs(&exp, &out, &jobs, &m, &att.invalid, &kernel, &missing)?;
     print_points(&pts);
     info(&format!(
         "experiment {} finished in {:.0} s: {}/report.md and its figures",
@@ -471,43 +395,6 @@ pub fn run(ctx: &Ctx, path: &Path, generate_only: bool) -> Result<PathBuf> {
         bail!("no valid run in experiment {}", exp.name);
     }
     Ok(out)
-}
-
-/// The problem of a result marked invalid that names none.
-const UNNAMED: &str = "the result is marked invalid and names no problem";
-
-/// Records an invalid attempt: keeps its JSON as `<name>.invalid-<k>.json`
-/// and queues the scenario again while it has reruns left.
-fn retry(
-    exp: &Experiment,
-    out: &Path,
-    name: &str,
-    attempts: u32,
-    problems: Vec<String>,
-    invalid: &mut Vec<(String, Vec<String>)>,
-    pending: &mut Vec<(String, u32)>,
-) -> Result<()> {
-    let tag = format!("{name} (attempt {})", attempts + 1);
-    info(&format!("invalid: {tag}: {}", problems.join("; ")));
-    invalid.push((tag, problems));
-    let json = out.join(format!("{name}.json"));
-    if json.exists() {
-        let keep = out.join(format!("{name}.invalid-{}.json", attempts + 1));
-        std::fs::rename(&json, &keep)?;
-    }
-    if attempts < exp.max_reruns {
-        pending.push((name.to_string(), attempts + 1));
-    }
-    Ok(())
-}
-
-fn print_panel_run(r: &PanelRun) {
-    let vms: Vec<String> = r
-        .vms
-        .iter()
-        .map(|v| format!("{} {:.3} (entitled {:.3})", v.label, v.cpu, v.entitled))
-        .collect();
-    println!("  {:<32} {}", r.scenario, vms.join("  "));
 }
 
 /// The run's date and times so far.
