@@ -346,21 +346,29 @@ fn small_figures() {
         "{svg}"
     );
 
+    let mut spread = sweep_point("stock", 4, 0.5, 0.5, 1.5);
+    spread.relative = crate::stats::MeanRange::of(&[0.4, 0.6]);
     let sp = vec![
         sweep_point("stock", 0, 1.0, 1.0, 0.0),
-        sweep_point("stock", 4, 0.5, 0.5, 1.5),
+        spread,
         sweep_point("vmfair", 0, 1.0, 1.0, 0.0),
         sweep_point("vmfair", 4, 0.9, 0.9, 1.2),
     ];
     let svg = sweep_svg(&e, &sp);
-    // One line per policy; cg has no points, so an empty one.
-    assert_eq!(count(&svg, "<polyline"), 3);
+    // A line per policy with points; cg has none, so no line.
+    assert_eq!(count(&svg, "<polyline"), 2);
     assert_eq!(count(&svg, "<circle"), 4);
     // x = 60 + 370 * d / 4, y = 52 + 180 * (1 - v / 1.2), the lines spread
     // by 4 px about the middle one (cg).
     assert!(svg.contains("<circle cx=\"426.0\" cy=\"157.0\""), "{svg}");
     assert!(svg.contains("<circle cx=\"434.0\" cy=\"97.0\""), "{svg}");
     assert!(svg.contains("<circle cx=\"56.0\" cy=\"82.0\""), "{svg}");
+    // Only stock at 4 has two repetitions: one capped bar, 0.4 to 0.6.
+    assert_eq!(count(&svg, "<path d="), 1);
+    assert!(
+        svg.contains("<path d=\"M426.0,172.0V142.0M423.0,172.0H429.0M423.0,142.0H429.0\""),
+        "{svg}"
+    );
 }
 
 #[test]

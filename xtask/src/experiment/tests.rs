@@ -210,6 +210,8 @@ fn points_are_normalised_to_the_solo_run() {
     let svg = figure_svg(&e, &pts);
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     assert!(svg.contains("stock (idle)"));
+    // stock beside 4 idle dummies has two repetitions: capped bars.
+    assert!(svg.contains("<path d=\"M"), "{svg}");
     let md = report_md(&e, &pts, &[], &runs, &[], "k", &[]);
     assert!(md.contains(
         "| stock | 4 idle | 2/2 | 54.0 (45.0–63.0) | 0.60 (0.50–0.70) | 0.800 (0.800–0.800) | \
