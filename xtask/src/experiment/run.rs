@@ -40,6 +40,13 @@ struct Summary {
     panel_runs: BTreeMap<String, PanelRun>,
     #[serde(default)]
     meta: RunMeta,
+    /// The invalid attempts and the scenarios not run, as the run saw
+    /// them (absent from older summaries: then read from the
+    /// `*.invalid-*.json` files and the runs kept).
+    #[serde(default)]
+    invalid: Option<Vec<(String, Vec<String>)>>,
+    #[serde(default)]
+    missing: Option<Vec<String>>,
 }
 
 impl Summary {
@@ -80,6 +87,8 @@ fn write_outputs(
             "panel_points": ppts,
             "panel_runs": m.panel_runs,
             "meta": m.meta,
+            "invalid": invalid,
+            "missing": missing,
         }))? + "\n",
     )?;
     let md = report_md(exp, &pts, &ppts, &m.runs, invalid, kernel, missing);
@@ -139,13 +148,9 @@ struct Reread {
     kept: (usize, usize, usize),
 }
 
-fn reread(exp: &Experiment, out: &Path) -> Result<Reread> {
-    let Summary {
-        kernel,
-        runs,
-        panel_runs,
-        meta,
-    } = Summary::read(&out.join("summary.json"))?;
+/// The invalid attempts of a run as its `*.invalid-*.json` files tell them
+/// (only those that left a JSON file, with the result's own problems).
+fn invalid_files(out: &Path) -> Result<Vec<(String, Vec<String>)>> {
     let mut invalid = Vec::new();
     let mut files: Vec<PathBuf> = std::fs::read_dir(out)?
         .flatten()
@@ -166,16 +171,35 @@ fn reread(exp: &Experiment, out: &Path) -> Result<Reread> {
         };
         invalid.push((format!("{scn} (attempt {k})"), problems));
     }
+    Ok(invalid)
+}
+
+fn reread(exp: &Experiment, out: &Path) -> Result<Reread> {
+    let Summary {
+        kernel,
+        runs,
+        panel_runs,
+        meta,
+        invalid,
+        missing,
+    } = Summary::read(&out.join("summary.json"))?;
+    let invalid = match invalid {
+        Some(i) => i,
+        None => invalid_files(out)?,
+    };
     let jobs = exp.jobs();
     let m = Measured {
         runs,
         panel_runs,
         meta,
     };
-    let missing: Vec<String> = run_order(&jobs, &exp.panel_jobs())
-        .into_iter()
-        .filter(|n| !m.runs.contains_key(n) && !m.panel_runs.contains_key(n))
-        .collect();
+    // Older summaries: every scenario without figures, dropped ones too.
+    let missing = missing.unwrap_or_else(|| {
+        run_order(&jobs, &exp.panel_jobs())
+            .into_iter()
+            .filter(|n| !m.runs.contains_key(n) && !m.panel_runs.contains_key(n))
+            .collect()
+    });
     let pts = write_outputs(exp, out, &jobs, &m, &invalid, &kernel, &missing)?;
     print_points(&pts);
     info(&format!(
@@ -407,5 +431,64 @@ fn run_meta(build_s: f64, started: Instant, boots: usize) -> RunMeta {
         build_s,
         run_s: started.elapsed().as_secs_f64(),
         boots,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_reread_keeps_what_the_run_saw() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let exp = Experiment::load(&root.join("qemu-test/experiments/demo.toml")).unwrap();
+        let out = std::env::temp_dir().join(format!("vmfair-reread-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        std::fs::create_dir_all(&out).unwrap();
+        let jobs = exp.jobs();
+        let (lost, cut) = (jobs[0].name.clone(), jobs[1].name.clone());
+        // An attempt that left no JSON file, dropped after its reruns, and a
+        // scenario cut by the budget.
+        let invalid = vec![(format!("{lost} (attempt 2)"), vec!["no result".to_string()])];
+        let m = Measured::default();
+        write_outputs(
+            &exp,
+            &out,
+            &jobs,
+            &m,
+            &invalid,
+            "k",
+            std::slice::from_ref(&cut),
+        )
+        .unwrap();
+        let r = reread(&exp, &out).unwrap();
+        assert_eq!(r.kept, (0, 0, 1));
+        let md = util::read(&out.join("report.md")).unwrap();
+        assert!(
+            md.contains(&format!("- `{lost} (attempt 2)`: no result")),
+            "{md}"
+        );
+        let not_run = md.split("## Not run").nth(1).unwrap();
+        assert!(not_run.contains(&cut) && !not_run.contains(&format!("`{lost}`")));
+        // An older summary without the two lists: read from the files.
+        let v: serde_json::Value =
+            serde_json::from_str(&util::read(&out.join("summary.json")).unwrap()).unwrap();
+        let mut old = v.as_object().unwrap().clone();
+        old.remove("invalid");
+        old.remove("missing");
+        util::write(
+            &out.join("summary.json"),
+            serde_json::to_string(&old).unwrap(),
+        )
+        .unwrap();
+        let r = reread(&exp, &out).unwrap();
+        assert_eq!(r.kept, (0, 0, 0));
+        let md = util::read(&out.join("report.md")).unwrap();
+        assert!(md
+            .split("## Not run")
+            .nth(1)
+            .unwrap()
+            .contains(&format!("`{lost}`")));
+        std::fs::remove_dir_all(&out).unwrap();
     }
 }
