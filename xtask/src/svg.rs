@@ -1,6 +1,6 @@
 //! What the SVG figures share (`results/*/figure.svg`, the time series of
-//! `cargo xtask fairness`): the start of the document, text escaping and
-//! the colours of the lines.
+//! `cargo xtask fairness`): the start of the document, text escaping, the
+//! colours of the lines, and a line of points with error bars.
 
 use std::fmt::Write as _;
 
@@ -32,6 +32,66 @@ pub fn start(s: &mut String, w: f64, h: f64, font_size: u32, view_box: bool) {
     let _ = writeln!(s, r#"<rect width="{w}" height="{h}" fill="white"/>"#);
 }
 
+/// A point of a [`line_with_bars`], in px: its centre and, for a spread,
+/// the y of the bar's two ends.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Mark {
+    pub x: f64,
+    pub y: f64,
+    pub bar: Option<(f64, f64)>,
+}
+
+/// How a [`line_with_bars`] is drawn: its colour, extra attributes of the
+/// line (e.g. ` stroke-dasharray="6,4"`), the radius of its dots and the
+/// half-width of its bars' caps (px).
+#[derive(Clone, Copy, Debug)]
+pub struct LineStyle<'a> {
+    pub color: &'a str,
+    pub dash: &'a str,
+    pub dot_r: f64,
+    pub cap: f64,
+}
+
+/// The x offset of line `i` of `n` lines `step` px apart, centred on 0, so
+/// that the bars of lines at the same x stay apart.
+pub fn spread(i: usize, n: usize, step: f64) -> f64 {
+    (i as f64 - (n.max(1) as f64 - 1.0) / 2.0) * step
+}
+
+/// A polyline through `marks`, at each mark its bar (a vertical line with
+/// caps) and a dot; nothing without marks.
+pub fn line_with_bars(s: &mut String, marks: &[Mark], st: &LineStyle) {
+    if marks.is_empty() {
+        return;
+    }
+    let c = st.color;
+    let path: Vec<String> = marks
+        .iter()
+        .map(|m| format!("{:.1},{:.1}", m.x, m.y))
+        .collect();
+    let _ = writeln!(
+        s,
+        r#"<polyline points="{}" fill="none" stroke="{c}" stroke-width="2"{}/>"#,
+        path.join(" "),
+        st.dash
+    );
+    for m in marks {
+        let x = m.x;
+        if let Some((lo, hi)) = m.bar {
+            let (l, r) = (x - st.cap, x + st.cap);
+            let _ = writeln!(
+                s,
+                r#"<path d="M{x:.1},{lo:.1}V{hi:.1}M{l:.1},{lo:.1}H{r:.1}M{l:.1},{hi:.1}H{r:.1}" stroke="{c}" stroke-width="1.2"/>"#
+            );
+        }
+        let _ = writeln!(
+            s,
+            r#"<circle cx="{x:.1}" cy="{:.1}" r="{}" fill="{c}"/>"#,
+            m.y, st.dot_r
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +121,44 @@ mod tests {
              font-family=\"sans-serif\" font-size=\"12\">\n"
         ));
         assert!(!s.contains("viewBox"));
+    }
+
+    #[test]
+    fn lines_with_bars() {
+        assert_eq!(spread(0, 4, 4.0), -6.0);
+        assert_eq!(spread(3, 4, 4.0), 6.0);
+        assert_eq!(spread(1, 3, 2.5), 0.0);
+        assert_eq!(spread(0, 0, 4.0), 0.0);
+        let st = LineStyle {
+            color: "#123456",
+            dash: r#" stroke-dasharray="6,4""#,
+            dot_r: 3.5,
+            cap: 4.0,
+        };
+        let mut s = String::new();
+        line_with_bars(&mut s, &[], &st);
+        assert_eq!(s, "", "no marks, no line");
+        let marks = [
+            Mark {
+                x: 10.0,
+                y: 50.0,
+                bar: None,
+            },
+            Mark {
+                x: 20.04,
+                y: 40.0,
+                bar: Some((45.0, 35.0)),
+            },
+        ];
+        line_with_bars(&mut s, &marks, &st);
+        assert_eq!(
+            s,
+            "<polyline points=\"10.0,50.0 20.0,40.0\" fill=\"none\" stroke=\"#123456\" \
+             stroke-width=\"2\" stroke-dasharray=\"6,4\"/>\n\
+             <circle cx=\"10.0\" cy=\"50.0\" r=\"3.5\" fill=\"#123456\"/>\n\
+             <path d=\"M20.0,45.0V35.0M16.0,45.0H24.0M16.0,35.0H24.0\" stroke=\"#123456\" \
+             stroke-width=\"1.2\"/>\n\
+             <circle cx=\"20.0\" cy=\"40.0\" r=\"3.5\" fill=\"#123456\"/>\n"
+        );
     }
 }

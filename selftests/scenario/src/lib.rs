@@ -64,5 +64,8 @@ mod values;
 pub use result::{
     Accounting, BenchScore, Check, EventRecord, GroupKind, GroupResult, Sample, ScenarioResult,
 };
-pub use scenario::{valid_cpu_max, EventAction, EventSpec, HostSpec, Scenario, VmSpec};
+pub use scenario::{
+    valid_cpu_max, EventAction, EventSpec, HostSpec, Periodic, Scenario, VmSpec, DEFAULT_TICK,
+    DESKTOP_IO, DESKTOP_REFRESH, DESKTOP_THREADS,
+};
 pub use values::{Load, Policy, SysctlValue};

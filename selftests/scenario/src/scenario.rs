@@ -195,20 +195,41 @@ fn default_weight() -> u32 {
     100
 }
 fn default_tick_hz() -> u32 {
-    250
+    DEFAULT_TICK.hz
 }
 fn default_burst_us() -> u32 {
-    50
+    DEFAULT_TICK.us
 }
 fn default_io_hz() -> u32 {
-    20
+    DESKTOP_IO.hz
 }
 fn default_io_us() -> u32 {
-    200
+    DESKTOP_IO.us
 }
 fn default_refresh_hz() -> u32 {
-    30
+    DESKTOP_REFRESH.hz
 }
 fn default_refresh_us() -> u32 {
-    300
+    DESKTOP_REFRESH.us
 }
+
+/// Something periodic in a VM: it wakes `hz` times a second and works `us` microseconds each
+/// time (an idle guest's timer tick, a desktop VMM's I/O or display-refresh thread).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Periodic {
+    pub hz: u32,
+    pub us: u32,
+}
+
+/// The `tick_hz` and `burst_us` of a `[[vm]]` that sets none (`idle`, `bursty`, `desktop`).
+pub const DEFAULT_TICK: Periodic = Periodic { hz: 250, us: 50 };
+
+/// `load = "desktop"`: the VMM's I/O thread where the file sets no `io_hz`, `io_us`.
+pub const DESKTOP_IO: Periodic = Periodic { hz: 20, us: 200 };
+
+/// `load = "desktop"`: the VMM's display-refresh thread where the file sets no `refresh_hz`,
+/// `refresh_us`.
+pub const DESKTOP_REFRESH: Periodic = Periodic { hz: 30, us: 300 };
+
+/// Threads a desktop VMM runs beside its vCPUs and busy I/O threads (I/O and refresh).
+pub const DESKTOP_THREADS: u32 = 2;

@@ -2,7 +2,7 @@
 //! The checks of a scenario file: ranges, names and consistency (see the crate
 //! documentation).
 
-use crate::scenario::{valid_cpu_max, EventAction, Scenario};
+use crate::scenario::{valid_cpu_max, EventAction, Scenario, DESKTOP_THREADS};
 use crate::values::Load;
 use std::fmt;
 
@@ -113,9 +113,10 @@ impl Scenario {
                     ));
                 }
             }
-            if vm.load == Load::Desktop && vm.io_threads + 2 > 64 {
+            if vm.load == Load::Desktop && vm.io_threads + DESKTOP_THREADS > 64 {
                 errs.push(format!(
-                    "{what}: io_threads = {} leaves no room for the 2 desktop threads",
+                    "{what}: io_threads = {} leaves no room for the {DESKTOP_THREADS} desktop \
+                     threads",
                     vm.io_threads
                 ));
             }

@@ -10,12 +10,13 @@ use crate::sys;
 use crate::Opts;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use vmfair_scenario::{DESKTOP_IO, DESKTOP_REFRESH};
 
 /// Options of `vmfair-run vmm` that only `--load desktop` reads.
 pub const OPTIONS: &[&str] = &["io-hz", "io-us", "refresh-hz", "refresh-us"];
 
 /// Threads a desktop VMM adds beside its vCPUs (and busy I/O threads).
-pub const THREADS: usize = 2;
+pub const THREADS: usize = vmfair_scenario::DESKTOP_THREADS as usize;
 
 /// One periodic thread: wakes `hz` times a second, works `us` microseconds each time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,17 +45,17 @@ pub struct Desktop {
     pub refresh: Periodic,
 }
 
-/// Defaults (the scenario crate's defaults for `io_hz`, `io_us`, `refresh_hz`, `refresh_us`).
+/// Defaults: the scenario crate's, those of `io_hz`, `io_us`, `refresh_hz`, `refresh_us`.
 pub const DEFAULT: Desktop = Desktop {
     io: Periodic {
         name: "io",
-        hz: 20,
-        us: 200,
+        hz: DESKTOP_IO.hz,
+        us: DESKTOP_IO.us,
     },
     refresh: Periodic {
         name: "refresh",
-        hz: 30,
-        us: 300,
+        hz: DESKTOP_REFRESH.hz,
+        us: DESKTOP_REFRESH.us,
     },
 };
 
@@ -141,6 +142,14 @@ mod tests {
     fn defaults_and_options() {
         let d = Desktop::from_opts(&opts(&[]).unwrap()).unwrap();
         assert_eq!(d, DEFAULT);
+        // What a scenario without the keys asks for is what the VMM runs.
+        let scn = vmfair_scenario::Scenario::from_toml_str(
+            "name = \"t\"\nduration_s = 1\n[[vm]]\nname = \"d\"\nload = \"desktop\"\n",
+        )
+        .unwrap();
+        let vm = &scn.vm[0];
+        assert_eq!((vm.io_hz, vm.io_us), (d.io.hz, d.io.us));
+        assert_eq!((vm.refresh_hz, vm.refresh_us), (d.refresh.hz, d.refresh.us));
         let d = Desktop::from_opts(
             &opts(&["--io-hz", "50", "--io-us", "100", "--refresh-hz=60"]).unwrap(),
         )

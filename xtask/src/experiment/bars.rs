@@ -1,14 +1,15 @@
-//! The small figures of `report.md`, one per panel: `sweep.svg` (the
-//! target's index relative to solo against the number of dummies, one line
-//! per policy) and `panel-<name>.svg` (each VM's CPU as a bar per policy,
-//! its entitlement as a black mark across the bars). A policy has the same
+//! The small figures of `report.md` and `results.rst`: `sweep.svg` (the
+//! target's index relative to solo against the number of dummies of the
+//! first kind, one line per policy) and, per panel, `panel-<name>.svg`
+//! (each VM's CPU as a bar per policy, its entitlement as a black mark
+//! across the bars). A policy has the same
 //! colour in every figure (its place among the experiment's `[[policy]]`
 //! entries).
 
 use super::panels::{PanelDef, PanelPoint};
 use super::points::{Point, Stat};
 use super::spec::Experiment;
-use crate::svg::{self, esc, COLORS};
+use crate::svg::{self, esc, LineStyle, Mark, COLORS};
 use std::fmt::Write as _;
 
 /// The colour of a policy line.
@@ -171,7 +172,7 @@ pub fn panel_svg(exp: &Experiment, def: &PanelDef, pts: &[&PanelPoint]) -> Strin
 }
 
 /// `sweep.svg`: the target's index relative to its solo run against the
-/// number of dummies of the first dummy kind, one line per policy, thin
+/// number of dummies of the first dummy kind, one line per policy, capped
 /// bars from the lowest to the highest repetition.
 pub fn sweep_svg(exp: &Experiment, points: &[Point]) -> String {
     let (w, h) = (460.0, 290.0);
@@ -213,33 +214,22 @@ pub fn sweep_svg(exp: &Experiment, points: &[Point]) -> String {
             .filter_map(|p| Some((p.dummies as f64, sel(p)?)))
             .collect();
         line.sort_by(|a, b| a.0.total_cmp(&b.0));
-        // Spread the lines a little so that their bars stay apart.
-        let off = (i as f64 - (pols.len() as f64 - 1.0) / 2.0) * 4.0;
-        let path: Vec<String> = line
+        let off = svg::spread(i, pols.len(), 4.0);
+        let marks: Vec<Mark> = line
             .iter()
-            .map(|(d, st)| format!("{:.1},{:.1}", x(*d) + off, y(st.mean)))
+            .map(|(d, st)| Mark {
+                x: x(*d) + off,
+                y: y(st.mean),
+                bar: (st.n > 1).then(|| (y(st.min), y(st.max))),
+            })
             .collect();
-        let _ = writeln!(
-            s,
-            r#"<polyline points="{}" fill="none" stroke="{c}" stroke-width="2"/>"#,
-            path.join(" ")
-        );
-        for (d, st) in &line {
-            let xx = x(*d) + off;
-            if st.n > 1 {
-                let _ = writeln!(
-                    s,
-                    r#"<line x1="{xx:.1}" y1="{:.1}" x2="{xx:.1}" y2="{:.1}" stroke="{c}"/>"#,
-                    y(st.min),
-                    y(st.max)
-                );
-            }
-            let _ = writeln!(
-                s,
-                r#"<circle cx="{xx:.1}" cy="{:.1}" r="3" fill="{c}"/>"#,
-                y(st.mean)
-            );
-        }
+        let style = LineStyle {
+            color: c,
+            dash: "",
+            dot_r: 3.0,
+            cap: 3.0,
+        };
+        svg::line_with_bars(&mut s, &marks, &style);
     }
     let _ = writeln!(
         s,

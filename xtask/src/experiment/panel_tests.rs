@@ -178,7 +178,7 @@ fn panel_runs_hold_cpu_against_the_entitlement() {
 #[test]
 fn panel_points_and_summary() {
     let e = exp();
-    let pts = panel_points(&e, &panel_runs(&e));
+    let pts = panel_points(&e, &panel_runs(&e)).unwrap();
     assert_eq!(pts.len(), 5);
     let ws = pts
         .iter()
@@ -220,6 +220,47 @@ fn panel_points_and_summary() {
     let md = panels_md(&e, &pts);
     assert!(md.contains("| w300 | 2 | 300 | 1.010 (1.000–1.020) | – | 1.500 | 1.500 |"));
     assert!(md.contains("![weights](panel-w.svg)"));
+}
+
+#[test]
+fn panel_points_line_up_vm_by_vm() {
+    let e = exp();
+    let jobs = e.panel_jobs();
+    let mut runs = BTreeMap::new();
+    // The first cg run (by name) lacks w100; the second has both VMs.
+    for (name, cpus) in [
+        ("t-w-cg-r1", vec![("w300", 1.0)]),
+        ("t-w-cg-r2", vec![("w100", 0.6), ("w300", 1.4)]),
+        ("t-w-stock-r1", vec![("w100", 1.0), ("w300", 1.0)]),
+    ] {
+        let j = jobs.iter().find(|j| j.name == name).unwrap();
+        let r = panel_run(j, &panel_result(name, &cpus, true)).unwrap();
+        runs.insert(name.to_string(), r);
+    }
+    assert!(!runs["t-w-cg-r1"].valid);
+    let pts = panel_points(&e, &runs).unwrap();
+    let cg = pts.iter().find(|p| p.policy == "cg").unwrap();
+    let labels: Vec<&str> = cg.vms.iter().map(|v| v.label.as_str()).collect();
+    assert_eq!(labels, ["w100", "w300"]);
+    assert_eq!((cg.valid, cg.runs), (1, 2));
+    assert!((cg.vms[0].cpu.unwrap().mean - 0.6).abs() < 1e-12);
+    assert!((cg.vms[1].cpu.unwrap().mean - 1.4).abs() < 1e-12);
+    // A policy without runs still lists the panel's VMs, without CPU.
+    let vm = pts
+        .iter()
+        .find(|p| p.panel == "w" && p.policy == "vmfair")
+        .unwrap();
+    assert_eq!(vm.runs, 0);
+    assert_eq!(vm.vms.len(), 2);
+    assert!(vm.vms.iter().all(|v| v.cpu.is_none() && v.entitled > 0.0));
+    let md = panels_md(&e, &pts);
+    assert!(
+        md.contains("| w100 | 2 | 100 | 1.000 | 0.600 | – | 0.500 |"),
+        "{md}"
+    );
+    // A panel without any run says so.
+    assert!(md.contains("## 1 vCPU beside 4 vCPUs\n"));
+    assert!(md.contains("(no runs)"), "{md}");
 }
 
 fn sweep_point(policy: &str, dummies: u32, rel: f64, cpu: f64, dcpu: f64) -> Point {
@@ -277,7 +318,7 @@ fn small_figures() {
     assert_eq!(axis_top(1.5, 0.5, 1.0), 1.5);
     assert_eq!(axis_top(0.3, 0.5, 1.0), 1.0);
     let e = exp();
-    let pts = panel_points(&e, &panel_runs(&e));
+    let pts = panel_points(&e, &panel_runs(&e)).unwrap();
     let mine: Vec<&PanelPoint> = pts.iter().filter(|p| p.panel == "w").collect();
     let svg = panel_svg(&e, &e.panel[1], &mine);
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
@@ -305,21 +346,29 @@ fn small_figures() {
         "{svg}"
     );
 
+    let mut spread = sweep_point("stock", 4, 0.5, 0.5, 1.5);
+    spread.relative = crate::stats::MeanRange::of(&[0.4, 0.6]);
     let sp = vec![
         sweep_point("stock", 0, 1.0, 1.0, 0.0),
-        sweep_point("stock", 4, 0.5, 0.5, 1.5),
+        spread,
         sweep_point("vmfair", 0, 1.0, 1.0, 0.0),
         sweep_point("vmfair", 4, 0.9, 0.9, 1.2),
     ];
     let svg = sweep_svg(&e, &sp);
-    // One line per policy; cg has no points, so an empty one.
-    assert_eq!(count(&svg, "<polyline"), 3);
+    // A line per policy with points; cg has none, so no line.
+    assert_eq!(count(&svg, "<polyline"), 2);
     assert_eq!(count(&svg, "<circle"), 4);
     // x = 60 + 370 * d / 4, y = 52 + 180 * (1 - v / 1.2), the lines spread
     // by 4 px about the middle one (cg).
     assert!(svg.contains("<circle cx=\"426.0\" cy=\"157.0\""), "{svg}");
     assert!(svg.contains("<circle cx=\"434.0\" cy=\"97.0\""), "{svg}");
     assert!(svg.contains("<circle cx=\"56.0\" cy=\"82.0\""), "{svg}");
+    // Only stock at 4 has two repetitions: one capped bar, 0.4 to 0.6.
+    assert_eq!(count(&svg, "<path d="), 1);
+    assert!(
+        svg.contains("<path d=\"M426.0,172.0V142.0M423.0,172.0H429.0M423.0,142.0H429.0\""),
+        "{svg}"
+    );
 }
 
 #[test]
@@ -360,7 +409,21 @@ fn results_rst_parts() {
     assert!(render("mail@X@host @X@\n@X@\n", &fills).is_ok());
 
     let e = exp();
-    let pts = panel_points(&e, &panel_runs(&e));
+    let meta = RunMeta {
+        recorded: "2026-12-02".into(),
+        build_s: 61.0,
+        run_s: 700.4,
+        boots: 3,
+    };
+    let run = run_rst(&e, "7.3.4", &meta, (9, 7, 2)).replace('\n', " ");
+    assert!(
+        run.starts_with("Recorded on 2026-12-02 with kernel ``7.3.4``"),
+        "{run}"
+    );
+    // Experiment "t" is not make demo's.
+    assert!(run.contains("by ``cargo xtask bench`` (``qemu-test/experiments/t.toml``)"));
+    assert!(run.contains("3 boots took 700 s after 61 s of build; 9 runs kept, 7 valid, 2"));
+    let pts = panel_points(&e, &panel_runs(&e)).unwrap();
     let rst = panels_rst(&e, &pts);
     assert!(rst.starts_with("1 vCPU beside 4 vCPUs\n~~~~~~~~~~~~~~~~~~~~~\n"));
     assert!(rst.contains(".. figure:: results-t-w.svg"));

@@ -198,40 +198,68 @@ pub struct PanelRun {
     pub vms: Vec<VmCpu>,
 }
 
-/// Extracts a panel run's figures from its result.
-pub fn panel_run(job: &PanelJob, res: &ScenarioResult) -> Result<PanelRun> {
+/// A VM instance of a panel scenario, in the scenario's order, with its
+/// entitlement.
+struct Slot {
+    name: String,
+    instance: u32,
+    /// `name`, or `name#i` for VMs with several instances.
+    label: String,
+    vcpus: u32,
+    weight: u32,
+    entitled: f64,
+}
+
+/// Every VM instance of a panel job's scenario.
+fn slots(job: &PanelJob) -> Result<Vec<Slot>> {
     let scn = Scenario::from_toml_str(&job.toml).map_err(|e| anyhow!("{}: {e}", job.name))?;
     let ents = entitled(&scn).ok_or_else(|| anyhow!("{}: no entitlement", job.name))?;
+    let mut out = Vec::new();
+    for vm in &scn.vm {
+        for i in 0..vm.count {
+            let entitled = ents
+                .iter()
+                .find(|e| e.0 == vm.name && e.1 == i)
+                .map(|e| e.2)
+                .ok_or_else(|| anyhow!("{}: no entitlement for vm {}#{i}", job.name, vm.name))?;
+            out.push(Slot {
+                name: vm.name.clone(),
+                instance: i,
+                label: if vm.count == 1 {
+                    vm.name.clone()
+                } else {
+                    format!("{}#{i}", vm.name)
+                },
+                vcpus: vm.vcpus,
+                weight: vm.weight,
+                entitled,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Extracts a panel run's figures from its result.
+pub fn panel_run(job: &PanelJob, res: &ScenarioResult) -> Result<PanelRun> {
     let window = Some(res.duration_s)
         .filter(|w| *w > 0.0)
         .ok_or_else(|| anyhow!("result without a window"))?;
     let mut vms = Vec::new();
     let mut problems = res.problems.clone();
-    for vm in &scn.vm {
-        for i in 0..vm.count {
-            let label = if vm.count == 1 {
-                vm.name.clone()
-            } else {
-                format!("{}#{i}", vm.name)
-            };
-            let g = res
-                .groups
-                .iter()
-                .find(|g| g.kind == GroupKind::Vm && g.name == vm.name && g.instance == i);
-            let e = ents
-                .iter()
-                .find(|e| e.0 == vm.name && e.1 == i)
-                .map_or(0.0, |e| e.2);
-            match g {
-                Some(g) => vms.push(VmCpu {
-                    label,
-                    vcpus: vm.vcpus,
-                    weight: vm.weight,
-                    cpu: g.cpu_s / window,
-                    entitled: e,
-                }),
-                None => problems.push(format!("no result for vm {label}")),
-            }
+    for s in slots(job)? {
+        let g = res
+            .groups
+            .iter()
+            .find(|g| g.kind == GroupKind::Vm && g.name == s.name && g.instance == s.instance);
+        match g {
+            Some(g) => vms.push(VmCpu {
+                label: s.label,
+                vcpus: s.vcpus,
+                weight: s.weight,
+                cpu: g.cpu_s / window,
+                entitled: s.entitled,
+            }),
+            None => problems.push(format!("no result for vm {}", s.label)),
         }
     }
     Ok(PanelRun {
@@ -282,43 +310,41 @@ impl PanelPoint {
     }
 }
 
-/// Groups panel runs into points, in the order of the panels and their policies.
-pub fn panel_points(exp: &Experiment, runs: &BTreeMap<String, PanelRun>) -> Vec<PanelPoint> {
+/// Groups panel runs into points, in the order of the panels and their
+/// policies. Every point lists all VMs of its panel's scenario, in the
+/// scenario's order, whatever its runs kept (a VM without valid runs has no
+/// CPU), so that the points of a panel line up VM by VM.
+pub fn panel_points(
+    exp: &Experiment,
+    runs: &BTreeMap<String, PanelRun>,
+) -> Result<Vec<PanelPoint>> {
+    let jobs = exp.panel_jobs();
     let mut out = Vec::new();
     for p in &exp.panel {
         for pol in &p.policies {
+            let job = jobs
+                .iter()
+                .find(|j| j.panel == p.name && &j.policy == pol)
+                .ok_or_else(|| anyhow!("panel {:?}: no scenario for policy {pol:?}", p.name))?;
             let all: Vec<&PanelRun> = runs
                 .values()
                 .filter(|r| r.panel == p.name && &r.policy == pol)
                 .collect();
             let good: Vec<&PanelRun> = all.iter().copied().filter(|r| r.valid).collect();
-            // The VMs as the first run lists them (every run of a panel has the same).
-            let Some(first) = all.first() else {
-                out.push(PanelPoint {
-                    panel: p.name.clone(),
-                    title: p.title.clone(),
-                    policy: pol.clone(),
-                    runs: 0,
-                    valid: 0,
-                    vms: Vec::new(),
-                });
-                continue;
-            };
-            let vms = first
-                .vms
-                .iter()
-                .map(|v| {
+            let vms = slots(job)?
+                .into_iter()
+                .map(|s| {
                     let xs: Vec<f64> = good
                         .iter()
-                        .filter_map(|r| r.vms.iter().find(|x| x.label == v.label))
+                        .filter_map(|r| r.vms.iter().find(|x| x.label == s.label))
                         .map(|x| x.cpu)
                         .collect();
                     VmPoint {
-                        label: v.label.clone(),
-                        vcpus: v.vcpus,
-                        weight: v.weight,
+                        label: s.label,
+                        vcpus: s.vcpus,
+                        weight: s.weight,
                         cpu: Stat::of(&xs),
-                        entitled: v.entitled,
+                        entitled: s.entitled,
                     }
                 })
                 .collect();
@@ -332,7 +358,7 @@ pub fn panel_points(exp: &Experiment, runs: &BTreeMap<String, PanelRun>) -> Vec<
             });
         }
     }
-    out
+    Ok(out)
 }
 
 /// The summary line of one panel: each policy's mean CPU per VM beside the
@@ -414,7 +440,7 @@ pub fn panels_md(exp: &Experiment, pts: &[PanelPoint]) -> String {
         }
         let _ = writeln!(s, " entitled |");
         let _ = writeln!(s, "|---|---|---|{}---|", "---|".repeat(mine.len()));
-        let Some(first) = mine.iter().find(|x| !x.vms.is_empty()) else {
+        let Some(first) = mine.iter().find(|x| x.runs > 0) else {
             let _ = writeln!(s, "\n(no runs)\n");
             continue;
         };

@@ -52,26 +52,19 @@ pub fn report_md(
             .iter()
             .map(|k| {
                 let d = &exp.dummy[k];
-                let vm = match (d.tick_hz, d.burst_us) {
-                    (Some(t), Some(b)) => format!(
-                        "`{k}` = {} vCPU `{}` at {t} Hz with {b} µs per tick",
-                        d.vcpus, d.load
-                    ),
-                    _ => format!("`{k}` = {} vCPU `{}`", d.vcpus, d.load),
-                };
-                if d.load == "desktop" {
-                    // The scenario crate's defaults where the file sets none.
-                    format!(
-                        "{vm}, its VMM's I/O thread waking at {} Hz for {} µs and its \
-                         display-refresh thread at {} Hz for {} µs",
-                        d.io_hz.unwrap_or(20),
-                        d.io_us.unwrap_or(200),
-                        d.refresh_hz.unwrap_or(30),
-                        d.refresh_us.unwrap_or(300)
-                    )
-                } else {
-                    vm
+                let mut vm = format!("`{k}` = {} vCPU `{}`", d.vcpus, d.load);
+                if let Some(t) = d.tick() {
+                    let _ = write!(vm, " at {} Hz with {} µs per tick", t.hz, t.us);
                 }
+                if let Some((io, refresh)) = d.desktop() {
+                    let _ = write!(
+                        vm,
+                        ", its VMM's I/O thread waking at {} Hz for {} µs and its \
+                         display-refresh thread at {} Hz for {} µs",
+                        io.hz, io.us, refresh.hz, refresh.us
+                    );
+                }
+                vm
             })
             .collect::<Vec<_>>()
             .join(", ")

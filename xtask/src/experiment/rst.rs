@@ -140,7 +140,7 @@ pub fn panels_rst(exp: &Experiment, pts: &[PanelPoint]) -> String {
     for p in &exp.panel {
         let mine: Vec<&PanelPoint> = pts.iter().filter(|x| x.panel == p.name).collect();
         let _ = writeln!(s, "{}\n{}\n", p.title, "~".repeat(p.title.chars().count()));
-        let Some(first) = mine.iter().find(|x| !x.vms.is_empty()) else {
+        let Some(first) = mine.iter().find(|x| x.runs > 0) else {
             let _ = writeln!(s, "No run of this panel was kept.\n");
             continue;
         };
@@ -193,9 +193,9 @@ pub fn run_rst(
     let (runs, valid, invalid) = kept;
     let text = format!(
         "Recorded on {} with kernel ``{kernel}``, {} guest CPUs, {}-threaded TCG, \
-         {} s windows after {} s of warm-up, {} repetitions of the sweep, by ``make demo`` \
-         (``qemu-test/experiments/{}.toml``): {} boots took {:.0} s after {:.0} s of build \
-         (kernel and module up to date); {runs} runs kept, {valid} valid, {invalid} invalid \
+         {} s windows after {} s of warm-up, {} repetitions of the sweep, by {} \
+         (``qemu-test/experiments/{}.toml``): {} boots took {:.0} s after {:.0} s of build; \
+         {runs} runs kept, {valid} valid, {invalid} invalid \
          attempt(s) run again or dropped. Cells give the mean of the valid repetitions and, \
          with more than one, the lowest and highest in brackets; CPU figures are \
          CPU-seconds per second of window.",
@@ -209,6 +209,11 @@ pub fn run_rst(
         exp.duration_s,
         exp.warmup_s,
         exp.repetitions,
+        if exp.name == "demo" {
+            "``make demo``"
+        } else {
+            "``cargo xtask bench``"
+        },
         exp.name,
         meta.boots,
         meta.run_s,

@@ -1,11 +1,13 @@
-//! The boots of a sweep, the reruns of invalid results, and the outputs.
+//! The boots of an experiment and its outputs; what becomes of each attempt
+//! (kept, or run again) is `attempts`.
 
+use super::attempts::Attempts;
 use super::bars::{panel_svg, sweep_svg};
 use super::budget::{self, Budget};
 use super::figures::{figures, RunFigures};
 use super::panels::{panel_points, panel_run, PanelJob, PanelRun};
 use super::points::{points, Point};
-use super::report::{print_points, print_run, report_md};
+use super::report::{print_points, report_md};
 use super::rst::{self, RunMeta};
 use super::spec::{Experiment, Job};
 use super::svg::figure_svg;
@@ -38,6 +40,13 @@ struct Summary {
     panel_runs: BTreeMap<String, PanelRun>,
     #[serde(default)]
     meta: RunMeta,
+    /// The invalid attempts and the scenarios not run, as the run saw
+    /// them (absent from older summaries: then read from the
+    /// `*.invalid-*.json` files and the runs kept).
+    #[serde(default)]
+    invalid: Option<Vec<(String, Vec<String>)>>,
+    #[serde(default)]
+    missing: Option<Vec<String>>,
 }
 
 impl Summary {
@@ -67,7 +76,7 @@ fn write_outputs(
     missing: &[String],
 ) -> Result<Vec<Point>> {
     let pts = points(jobs, &m.runs);
-    let ppts = panel_points(exp, &m.panel_runs);
+    let ppts = panel_points(exp, &m.panel_runs)?;
     util::write(
         &out.join("summary.json"),
         serde_json::to_string_pretty(&serde_json::json!({
@@ -78,6 +87,8 @@ fn write_outputs(
             "panel_points": ppts,
             "panel_runs": m.panel_runs,
             "meta": m.meta,
+            "invalid": invalid,
+            "missing": missing,
         }))? + "\n",
     )?;
     let md = report_md(exp, &pts, &ppts, &m.runs, invalid, kernel, missing);
@@ -137,13 +148,9 @@ struct Reread {
     kept: (usize, usize, usize),
 }
 
-fn reread(exp: &Experiment, out: &Path) -> Result<Reread> {
-    let Summary {
-        kernel,
-        runs,
-        panel_runs,
-        meta,
-    } = Summary::read(&out.join("summary.json"))?;
+/// The invalid attempts of a run as its `*.invalid-*.json` files tell them
+/// (only those that left a JSON file, with the result's own problems).
+fn invalid_files(out: &Path) -> Result<Vec<(String, Vec<String>)>> {
     let mut invalid = Vec::new();
     let mut files: Vec<PathBuf> = std::fs::read_dir(out)?
         .flatten()
@@ -164,16 +171,35 @@ fn reread(exp: &Experiment, out: &Path) -> Result<Reread> {
         };
         invalid.push((format!("{scn} (attempt {k})"), problems));
     }
+    Ok(invalid)
+}
+
+fn reread(exp: &Experiment, out: &Path) -> Result<Reread> {
+    let Summary {
+        kernel,
+        runs,
+        panel_runs,
+        meta,
+        invalid,
+        missing,
+    } = Summary::read(&out.join("summary.json"))?;
+    let invalid = match invalid {
+        Some(i) => i,
+        None => invalid_files(out)?,
+    };
     let jobs = exp.jobs();
     let m = Measured {
         runs,
         panel_runs,
         meta,
     };
-    let missing: Vec<String> = run_order(&jobs, &exp.panel_jobs())
-        .into_iter()
-        .filter(|n| !m.runs.contains_key(n) && !m.panel_runs.contains_key(n))
-        .collect();
+    // Older summaries: every scenario without figures, dropped ones too.
+    let missing = missing.unwrap_or_else(|| {
+        run_order(&jobs, &exp.panel_jobs())
+            .into_iter()
+            .filter(|n| !m.runs.contains_key(n) && !m.panel_runs.contains_key(n))
+            .collect()
+    });
     let pts = write_outputs(exp, out, &jobs, &m, &invalid, &kernel, &missing)?;
     print_points(&pts);
     info(&format!(
@@ -186,7 +212,7 @@ fn reread(exp: &Experiment, out: &Path) -> Result<Reread> {
     Ok(Reread {
         kernel,
         points: pts,
-        panels: panel_points(exp, &m.panel_runs),
+        panels: panel_points(exp, &m.panel_runs)?,
         meta: m.meta,
         kept: (kept, valid, invalid.len()),
     })
@@ -290,20 +316,23 @@ pub fn run(ctx: &Ctx, path: &Path, generate_only: bool) -> Result<PathBuf> {
     let budget_start = Instant::now();
     let build_s = t0.elapsed().as_secs_f64();
     let mut budget = Budget::default();
-    // (job name, attempts so far)
-    let mut pending: Vec<(String, u32)> = order.into_iter().map(|n| (n, 0)).collect();
+    let mut att = Attempts {
+        out: &out,
+        max_reruns: exp.max_reruns,
+        pending: order.into_iter().map(|n| (n, 0)).collect(),
+        invalid: Vec::new(),
+    };
     let mut m = Measured::default();
-    let mut invalid: Vec<(String, Vec<String>)> = Vec::new();
     let mut kernel = String::from("?");
     let mut boot_no = 0;
     let mut missing = Vec::new();
-    while !pending.is_empty() {
+    while !att.pending.is_empty() {
         // First attempts before reruns; a boot takes only what is expected
         // to end within the budget.
-        pending.sort_by_key(|(_, a)| *a);
-        let mut take = exp.per_boot.min(pending.len());
+        att.pending.sort_by_key(|(_, a)| *a);
+        let mut take = exp.per_boot.min(att.pending.len());
         if let Some(minutes) = exp.max_minutes {
-            let costs: Vec<f64> = pending[..take]
+            let costs: Vec<f64> = att.pending[..take]
                 .iter()
                 .map(|(n, _)| budget::cost(metas[n].seconds, metas[n].vms))
                 .collect();
@@ -311,10 +340,10 @@ pub fn run(ctx: &Ctx, path: &Path, generate_only: bool) -> Result<PathBuf> {
             take = budget.fit(minutes * 60.0, elapsed, &costs);
         }
         if take == 0 {
-            missing.extend(pending.drain(..).map(|(n, _)| n));
+            missing.extend(att.pending.drain(..).map(|(n, _)| n));
             break;
         }
-        let chunk: Vec<(String, u32)> = pending.drain(..take).collect();
+        let chunk: Vec<(String, u32)> = att.pending.drain(..take).collect();
         let predicted: f64 = chunk
             .iter()
             .map(|(n, _)| budget::cost(metas[n].seconds, metas[n].vms))
@@ -326,7 +355,7 @@ pub fn run(ctx: &Ctx, path: &Path, generate_only: bool) -> Result<PathBuf> {
             "experiment {}: boot {boot_no}, {} scenarios, {} left after it, {:.0} s so far",
             exp.name,
             ms.len(),
-            pending.len(),
+            att.pending.len(),
             t0.elapsed().as_secs_f64()
         ));
         let boot_name = format!("{}-{boot_no}", exp.name);
@@ -348,86 +377,20 @@ pub fn run(ctx: &Ctx, path: &Path, generate_only: bool) -> Result<PathBuf> {
         };
         for (name, attempts) in chunk {
             let r = ran.iter().find(|r| r.meta.name == name);
-            if let Some(pj) = panel_jobs.get(&name) {
-                let res = r.and_then(|r| r.json.as_ref()).map(|v| {
-                    let res = ScenarioResult::deserialize(v).map_err(|e| anyhow!("result: {e}"))?;
-                    kernel.clone_from(&res.kernel);
-                    panel_run(pj, &res)
-                });
-                let (pr, problems) = match (res, r.and_then(|r| r.error.clone())) {
-                    (Some(Ok(pr)), None) if pr.valid => (Some(pr), vec![]),
-                    (Some(Ok(pr)), err) => {
-                        let p = pr.problems.iter().cloned().chain(err).collect();
-                        (Some(pr), p)
-                    }
-                    (Some(Err(e)), err) => {
-                        (None, std::iter::once(e.to_string()).chain(err).collect())
-                    }
-                    (None, err) => (None, vec![err.unwrap_or_else(|| "no result".into())]),
-                };
-                let ok = problems.is_empty();
-                if let Some(mut pr) = pr {
-                    pr.boot = boot_no;
-                    if ok {
-                        print_panel_run(&pr);
-                    }
-                    m.panel_runs.insert(name.clone(), pr);
-                }
-                if !ok {
-                    retry(
-                        &exp,
-                        &out,
-                        &name,
-                        attempts,
-                        problems,
-                        &mut invalid,
-                        &mut pending,
-                    )?;
-                    if pending.iter().any(|(n, _)| n == &name) {
-                        m.panel_runs.remove(&name);
-                    }
-                }
-                continue;
-            }
-            let fig = r.and_then(|r| r.json.as_ref()).map(|v| {
+            let res = r.and_then(|r| r.json.as_ref()).map(|v| {
                 let res = ScenarioResult::deserialize(v).map_err(|e| anyhow!("result: {e}"))?;
                 kernel.clone_from(&res.kernel);
-                figures(&res)
+                Ok(res)
             });
-            let (ok, problems) = match (&fig, r.and_then(|r| r.error.clone())) {
-                (Some(Ok(f)), None) if f.valid && f.target_index.is_some() => (true, vec![]),
-                (Some(Ok(f)), err) => {
-                    let mut p = f.problems.clone();
-                    if f.target_index.is_none() {
-                        p.push("no target index".into());
-                    }
-                    p.extend(err);
-                    (false, p)
+            let error = r.and_then(|r| r.error.clone());
+            match panel_jobs.get(&name) {
+                Some(pj) => {
+                    let pr = res.map(|res| res.and_then(|res| panel_run(pj, &res)));
+                    att.settle(&mut m.panel_runs, &name, attempts, boot_no, pr, error)?;
                 }
-                (Some(Err(e)), err) => {
-                    (false, vec![format!("{e}")].into_iter().chain(err).collect())
-                }
-                (None, err) => (false, vec![err.unwrap_or_else(|| "no result".into())]),
-            };
-            if let Some(Ok(mut f)) = fig {
-                f.boot = boot_no;
-                if ok {
-                    print_run(&f);
-                }
-                m.runs.insert(name.clone(), f);
-            }
-            if !ok {
-                retry(
-                    &exp,
-                    &out,
-                    &name,
-                    attempts,
-                    problems,
-                    &mut invalid,
-                    &mut pending,
-                )?;
-                if pending.iter().any(|(n, _)| n == &name) {
-                    m.runs.remove(&name);
+                None => {
+                    let fig = res.map(|res| res.and_then(|res| figures(&res)));
+                    att.settle(&mut m.runs, &name, attempts, boot_no, fig, error)?;
                 }
             }
         }
@@ -439,12 +402,12 @@ pub fn run(ctx: &Ctx, path: &Path, generate_only: bool) -> Result<PathBuf> {
             &out,
             &jobs,
             &m,
-            &invalid,
+            &att.invalid,
             &kernel,
-            &pending_names(&pending),
+            &pending_names(&att.pending),
         )?;
     }
-    let pts = write_outputs(&exp, &out, &jobs, &m, &invalid, &kernel, &missing)?;
+    let pts = write_outputs(&exp, &out, &jobs, &m, &att.invalid, &kernel, &missing)?;
     print_points(&pts);
     info(&format!(
         "experiment {} finished in {:.0} s: {}/report.md and its figures",
@@ -458,40 +421,6 @@ pub fn run(ctx: &Ctx, path: &Path, generate_only: bool) -> Result<PathBuf> {
     Ok(out)
 }
 
-/// Records an invalid attempt: keeps its JSON as `<name>.invalid-<k>.json`
-/// and queues the scenario again while it has reruns left.
-fn retry(
-    exp: &Experiment,
-    out: &Path,
-    name: &str,
-    attempts: u32,
-    problems: Vec<String>,
-    invalid: &mut Vec<(String, Vec<String>)>,
-    pending: &mut Vec<(String, u32)>,
-) -> Result<()> {
-    let tag = format!("{name} (attempt {})", attempts + 1);
-    info(&format!("invalid: {tag}: {}", problems.join("; ")));
-    invalid.push((tag, problems));
-    let json = out.join(format!("{name}.json"));
-    if json.exists() {
-        let keep = out.join(format!("{name}.invalid-{}.json", attempts + 1));
-        std::fs::rename(&json, &keep)?;
-    }
-    if attempts < exp.max_reruns {
-        pending.push((name.to_string(), attempts + 1));
-    }
-    Ok(())
-}
-
-fn print_panel_run(r: &PanelRun) {
-    let vms: Vec<String> = r
-        .vms
-        .iter()
-        .map(|v| format!("{} {:.3} (entitled {:.3})", v.label, v.cpu, v.entitled))
-        .collect();
-    println!("  {:<32} {}", r.scenario, vms.join("  "));
-}
-
 /// The run's date and times so far.
 fn run_meta(build_s: f64, started: Instant, boots: usize) -> RunMeta {
     let now = std::time::SystemTime::now()
@@ -502,5 +431,64 @@ fn run_meta(build_s: f64, started: Instant, boots: usize) -> RunMeta {
         build_s,
         run_s: started.elapsed().as_secs_f64(),
         boots,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_reread_keeps_what_the_run_saw() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let exp = Experiment::load(&root.join("qemu-test/experiments/demo.toml")).unwrap();
+        let out = std::env::temp_dir().join(format!("vmfair-reread-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        std::fs::create_dir_all(&out).unwrap();
+        let jobs = exp.jobs();
+        let (lost, cut) = (jobs[0].name.clone(), jobs[1].name.clone());
+        // An attempt that left no JSON file, dropped after its reruns, and a
+        // scenario cut by the budget.
+        let invalid = vec![(format!("{lost} (attempt 2)"), vec!["no result".to_string()])];
+        let m = Measured::default();
+        write_outputs(
+            &exp,
+            &out,
+            &jobs,
+            &m,
+            &invalid,
+            "k",
+            std::slice::from_ref(&cut),
+        )
+        .unwrap();
+        let r = reread(&exp, &out).unwrap();
+        assert_eq!(r.kept, (0, 0, 1));
+        let md = util::read(&out.join("report.md")).unwrap();
+        assert!(
+            md.contains(&format!("- `{lost} (attempt 2)`: no result")),
+            "{md}"
+        );
+        let not_run = md.split("## Not run").nth(1).unwrap();
+        assert!(not_run.contains(&cut) && !not_run.contains(&format!("`{lost}`")));
+        // An older summary without the two lists: read from the files.
+        let v: serde_json::Value =
+            serde_json::from_str(&util::read(&out.join("summary.json")).unwrap()).unwrap();
+        let mut old = v.as_object().unwrap().clone();
+        old.remove("invalid");
+        old.remove("missing");
+        util::write(
+            &out.join("summary.json"),
+            serde_json::to_string(&old).unwrap(),
+        )
+        .unwrap();
+        let r = reread(&exp, &out).unwrap();
+        assert_eq!(r.kept, (0, 0, 0));
+        let md = util::read(&out.join("report.md")).unwrap();
+        assert!(md
+            .split("## Not run")
+            .nth(1)
+            .unwrap()
+            .contains(&format!("`{lost}`")));
+        std::fs::remove_dir_all(&out).unwrap();
     }
 }

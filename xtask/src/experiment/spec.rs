@@ -7,6 +7,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
+use vmfair_scenario::{Periodic, DEFAULT_TICK, DESKTOP_IO, DESKTOP_REFRESH};
 
 /// An experiment file.
 #[derive(Clone, Debug, Deserialize)]
@@ -72,6 +73,35 @@ pub struct VmDef {
     pub refresh_hz: Option<u32>,
     #[serde(default)]
     pub refresh_us: Option<u32>,
+}
+
+impl VmDef {
+    /// The vCPU's tick of a ticking load (`idle`, `bursty`, `desktop`), the
+    /// scenario crate's default for what the file leaves out; None for the
+    /// others.
+    pub fn tick(&self) -> Option<Periodic> {
+        matches!(self.load.as_str(), "idle" | "bursty" | "desktop").then(|| Periodic {
+            hz: self.tick_hz.unwrap_or(DEFAULT_TICK.hz),
+            us: self.burst_us.unwrap_or(DEFAULT_TICK.us),
+        })
+    }
+
+    /// A desktop VM's I/O and display-refresh threads, the scenario
+    /// crate's defaults for what the file leaves out; None for other loads.
+    pub fn desktop(&self) -> Option<(Periodic, Periodic)> {
+        (self.load == "desktop").then(|| {
+            (
+                Periodic {
+                    hz: self.io_hz.unwrap_or(DESKTOP_IO.hz),
+                    us: self.io_us.unwrap_or(DESKTOP_IO.us),
+                },
+                Periodic {
+                    hz: self.refresh_hz.unwrap_or(DESKTOP_REFRESH.hz),
+                    us: self.refresh_us.unwrap_or(DESKTOP_REFRESH.us),
+                },
+            )
+        })
+    }
 }
 
 /// A line of the figure: a grouping policy and the target's weight/nice.

@@ -49,8 +49,9 @@ pub fn sweep_summary(exp: &Experiment, points: &[Point]) -> Option<String> {
     };
     Some(format!(
         "**Target beside {n} {kind} dummies**: benchmark index relative to solo: {}; \
-         the target's CPU (of 1): {}{used}.",
+         the target's CPU (of {}): {}{used}.",
         rel.join(", "),
+        exp.target.vcpus,
         cpu.join(", ")
     ))
 }

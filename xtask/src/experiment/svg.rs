@@ -2,7 +2,7 @@
 
 use super::points::{Point, Stat};
 use super::spec::Experiment;
-use crate::svg::{self, esc, COLORS};
+use crate::svg::{self, esc, LineStyle, Mark, COLORS};
 use std::fmt::Write as _;
 
 /// `figure.svg`: two panels against the number of dummies, one line per
@@ -192,38 +192,26 @@ fn panel(
             }
             // Spread the lines a little so their error bars do not hide
             // each other.
-            let off = (legend as f64 - 2.0) * 2.5;
-            let path: Vec<String> = pts
-                .iter()
-                .map(|(d, st)| format!("{:.1},{:.1}", x(*d) + off, y(st.mean)))
-                .collect();
-            let _ = writeln!(
-                s,
-                r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"{dash}/>"#,
-                path.join(" ")
+            let off = svg::spread(
+                pi * exp.dummy_kinds.len() + ki,
+                exp.policy.len() * exp.dummy_kinds.len(),
+                2.5,
             );
-            for (d, st) in &pts {
-                let xx = x(*d) + off;
-                if st.n > 1 {
-                    let _ = writeln!(
-                        s,
-                        r#"<path d="M{xx:.1},{:.1}V{:.1}M{:.1},{:.1}H{:.1}M{:.1},{:.1}H{:.1}" stroke="{color}" stroke-width="1.2"/>"#,
-                        y(st.min),
-                        y(st.max),
-                        xx - 4.0,
-                        y(st.min),
-                        xx + 4.0,
-                        xx - 4.0,
-                        y(st.max),
-                        xx + 4.0
-                    );
-                }
-                let _ = writeln!(
-                    s,
-                    r#"<circle cx="{xx:.1}" cy="{:.1}" r="3.5" fill="{color}"/>"#,
-                    y(st.mean)
-                );
-            }
+            let marks: Vec<Mark> = pts
+                .iter()
+                .map(|(d, st)| Mark {
+                    x: x(*d) + off,
+                    y: y(st.mean),
+                    bar: (st.n > 1).then(|| (y(st.min), y(st.max))),
+                })
+                .collect();
+            let style = LineStyle {
+                color,
+                dash,
+                dot_r: 3.5,
+                cap: 4.0,
+            };
+            svg::line_with_bars(s, &marks, &style);
             if legend_on {
                 let ly = t + 10.0 + 20.0 * legend as f64;
                 let lx = l + pw + 15.0;

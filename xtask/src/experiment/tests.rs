@@ -210,6 +210,8 @@ fn points_are_normalised_to_the_solo_run() {
     let svg = figure_svg(&e, &pts);
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     assert!(svg.contains("stock (idle)"));
+    // stock beside 4 idle dummies has two repetitions: capped bars.
+    assert!(svg.contains("<path d=\"M"), "{svg}");
     let md = report_md(&e, &pts, &[], &runs, &[], "k", &[]);
     assert!(md.contains(
         "| stock | 4 idle | 2/2 | 54.0 (45.0–63.0) | 0.60 (0.50–0.70) | 0.800 (0.800–0.800) | \
@@ -271,4 +273,20 @@ fn desktop_dummies_pass_their_threads_on() {
     assert_eq!((d.refresh_hz, d.refresh_us), (30, 500));
     // The target keeps the defaults and gets no desktop keys.
     assert!(!j.toml.split("[[vm]]").nth(1).unwrap().contains("io_hz"));
+    // The report says what the guest runs, the scenario's defaults for
+    // what the file leaves out (burst_us, io_us, refresh_hz).
+    let md = report_md(&e, &[], &[], &BTreeMap::new(), &[], "k", &[]);
+    let said = format!(
+        "`busy` = 1 vCPU `desktop` at {} Hz with {} µs per tick, its VMM's I/O thread \
+         waking at {} Hz for {} µs and its display-refresh thread at {} Hz for {} µs",
+        d.tick_hz, d.burst_us, d.io_hz, d.io_us, d.refresh_hz, d.refresh_us
+    );
+    assert!(md.contains(&said), "{md}");
+    // An idle dummy that sets no tick gets the scenario's default one.
+    let idle = e.dummy["idle"].tick().unwrap();
+    assert_eq!((idle.hz, idle.us), (100, 20));
+    let mut plain = e.dummy["idle"].clone();
+    (plain.tick_hz, plain.burst_us) = (None, None);
+    assert_eq!(plain.tick(), Some(vmfair_scenario::DEFAULT_TICK));
+    assert!(plain.desktop().is_none() && e.target.tick().is_none());
 }
