@@ -441,7 +441,10 @@ pub fn live_screen(
         View::Rows(when, rows) => {
             let mut rows = rows.clone();
             sort_rows(&mut rows, sort);
-            let total = rows.iter().filter_map(|r| r.used_pct).fold(0.0, |a, b| a + b);
+            let total = rows
+                .iter()
+                .filter_map(|r| r.used_pct)
+                .fold(0.0, |a, b| a + b);
             lines.push(title(
                 Some(*when),
                 &format!("{} VMs  %USED {total:.1}", rows.len()),
