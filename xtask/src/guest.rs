@@ -12,8 +12,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Static guest programs (name, cargo package).
-const GUEST_BINS: &[(&str, &str)] = &[("vmfair-run", "vmfair-run")];
+/// Static guest programs (name, cargo package), installed as `/bin/NAME` in the initramfs
+/// (on the `PATH` that `qemu-test/init` sets).
+const GUEST_BINS: &[(&str, &str)] = &[("vmfair-run", "vmfair-run"), ("vmfair-top", "vmfair-top")];
 
 /// Build the static guest programs; returns (name, path).
 pub fn programs(ctx: &Ctx) -> Result<Vec<(String, PathBuf)>> {

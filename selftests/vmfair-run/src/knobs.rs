@@ -4,13 +4,14 @@
 //! Loads vmfair if needed, starts one idle VM and checks every knob: good values are taken and
 //! read back, bad ones (out of range, malformed, overflow, unknown pid, a pid that is not a VMM)
 //! fail with the right error and change nothing, and a writer without `CAP_SYS_NICE` gets
-//! `EPERM`. Prints one `ok NAME` or `FAIL NAME: detail` line per check and exits 1 if any
-//! failed.
+//! `EPERM`. Then the identity checks (`identity.rs`) and vmfair-top against the module's
+//! figures (`topcheck.rs`). Prints one `ok NAME` or `FAIL NAME: detail` line per check and
+//! exits 1 if any failed.
 
 use crate::layout::{GUEST_MEM_SIZE, STATUS_SIZE};
 use crate::status::map_state_file;
 use crate::sys::{self, ChildSetup};
-use crate::{hostile, identity};
+use crate::{hostile, identity, topcheck};
 use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
@@ -256,6 +257,7 @@ fn run() -> Result<u32, String> {
         &format!("{vm_dir} still there 10 s after the VMM exited"),
     );
     identity::checks(&mut t, &exe);
+    topcheck::checks(&mut t, &exe);
     if loaded_here {
         unload();
     }

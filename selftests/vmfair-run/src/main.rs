@@ -54,6 +54,7 @@ mod scale;
 mod status;
 mod stress;
 mod sys;
+mod topcheck;
 mod vmm;
 
 use std::collections::BTreeMap;
