@@ -1,7 +1,8 @@
 //! Judging scenario results against what each VM is entitled to (issue 3's
-//! acceptance): weighted max-min fair shares of the guest's CPUs computed by
-//! `vmfair-policy` (the module's own code), the settling time of a run-time
-//! weight change, that no VM stops, and the runner's own checks.
+//! acceptance): weighted max-min fair shares of the guest's CPUs, with each
+//! VM's reservation and limit, computed by `vmfair-policy` (the module's own
+//! code), the settling time of a run-time weight, reservation or limit change,
+//! that no VM stops, and the runner's own checks.
 //!
 //! `cargo xtask judge SCENARIO.toml…` prints the verdicts for results already
 //! in `results/`; `make test` runs the fairness scenarios and counts them.
@@ -9,7 +10,9 @@
 use crate::util::{self, Ctx};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
-use vmfair_scenario::{EventAction, GroupKind, Load, Policy, Scenario, ScenarioResult};
+use vmfair_scenario::{
+    cpus_rounded, EventAction, EventSpec, GroupKind, Load, Policy, Scenario, ScenarioResult,
+};
 
 /// Allowed relative deviation from the entitlement.
 pub const TOLERANCE: f64 = 0.10;
@@ -54,6 +57,18 @@ fn final_weight(scn: &Scenario, vm: &str, own: u32) -> u32 {
         .unwrap_or(own)
 }
 
+/// The reservation or limit (`action`) of `vm` at the end of the window: its last such event,
+/// or its own (`own`); as the runner writes it (two decimals).
+fn final_amount(scn: &Scenario, vm: &str, action: EventAction, own: f64) -> f64 {
+    let last = scn
+        .event
+        .iter()
+        .filter(|e| e.action == action && e.vm.as_deref() == Some(vm))
+        .filter_map(EventSpec::cpus)
+        .next_back();
+    cpus_rounded(last.unwrap_or(own))
+}
+
 /// The share mode the scenario sets (`kernel.vmfair.share_mode` in `[sysctl]`), else per VM.
 fn share_mode(scn: &Scenario) -> vmfair_policy::ShareMode {
     scn.sysctl
@@ -63,9 +78,11 @@ fn share_mode(scn: &Scenario) -> vmfair_policy::ShareMode {
 }
 
 /// Entitled CPUs of every VM instance, in the order of the result's VM groups (by name and
-/// instance), with the weights in force at the end of the window (after the last `weight`
-/// event); None if the scenario is not
-/// one whose shares vmfair defines (not policy vmfair, idle/bursty VMs, host processes).
+/// instance), with the weights, reservations and limits in force at the end of the window
+/// (after the last such event): `clamp(λ·weight, min(reservation, D), D)` with `D =
+/// min(busy threads, limit)` ([`vmfair_policy::allocation`]). VMs placed by hand under a
+/// `cpu_max` get their cap, taken out first. None if the scenario is not one whose shares
+/// vmfair defines (not policy vmfair, idle/bursty VMs, host processes).
 pub fn entitlements(scn: &Scenario) -> Option<Vec<(String, u32, f64)>> {
     if scn.policy != Policy::Vmfair || !scn.host.is_empty() {
         return None;
@@ -79,6 +96,8 @@ pub fn entitlements(scn: &Scenario) -> Option<Vec<(String, u32, f64)>> {
         }
         let busy = vm.vcpus + vm.io_threads;
         let w = final_weight(scn, &vm.name, vm.weight);
+        let reservation = final_amount(scn, &vm.name, EventAction::Reservation, vm.reservation);
+        let limit = final_amount(scn, &vm.name, EventAction::Limit, vm.limit);
         for i in 0..vm.count {
             match vm.cpu_max.as_deref().and_then(cpu_max_cap) {
                 // Placed by hand under a cap: the cgroup decides, not vmfair.
@@ -86,16 +105,20 @@ pub fn entitlements(scn: &Scenario) -> Option<Vec<(String, u32, f64)>> {
                 None => fair.push((
                     vm.name.clone(),
                     i,
-                    vmfair_policy::effective_weight(mode, w, vm.vcpus) as u32,
-                    busy,
+                    vmfair_policy::CpuClaim {
+                        weight: vmfair_policy::effective_weight(mode, w, vm.vcpus),
+                        demand: f64::from(busy),
+                        reservation,
+                        limit,
+                    },
                 )),
             }
         }
     }
     let rest = f64::from(scn.guest_cpus) - capped.iter().map(|c| c.2).sum::<f64>();
     let mut out = vec![0.0; fair.len()];
-    let spec: Vec<(u32, u32)> = fair.iter().map(|f| (f.2, f.3)).collect();
-    vmfair_policy::entitlement(rest.max(0.0), &spec, &mut out);
+    let claims: Vec<vmfair_policy::CpuClaim> = fair.iter().map(|f| f.2).collect();
+    vmfair_policy::allocation(rest.max(0.0), &claims, &mut out);
     let mut all: Vec<(String, u32, f64)> = capped;
     all.extend(fair.into_iter().zip(out).map(|(f, e)| (f.0, f.1, e)));
     Some(all)
@@ -125,12 +148,13 @@ pub fn judge(scn: &Scenario, res: &ScenarioResult) -> Vec<Verdict> {
         .iter()
         .filter(|g| g.kind == GroupKind::Vm)
         .collect();
-    let last_weight_event = last_weight_event(scn);
+    let last_change = last_share_event(scn);
+    let change = change_word(scn);
     let entitled = entitlements(scn);
 
-    // Shares: over the whole window, or after a weight change has had time to settle.
+    // Shares: over the whole window, or after a run-time change has had time to settle.
     if let Some(ent) = &entitled {
-        let from = last_weight_event.map(|t| t + SETTLE_LIMIT_S);
+        let from = last_change.map(|t| t + SETTLE_LIMIT_S);
         let mut lines = Vec::new();
         let mut ok = true;
         for (name, inst, want) in ent {
@@ -157,7 +181,7 @@ pub fn judge(scn: &Scenario, res: &ScenarioResult) -> Vec<Verdict> {
         }
         let span = match from {
             None => format!("whole {:.1} s window", res.duration_s),
-            Some(t) => format!("{t:.1}..{:.1} s, after the weight change", res.duration_s),
+            Some(t) => format!("{t:.1}..{:.1} s, after the {change}", res.duration_s),
         };
         v.push(verdict(
             "shares within ±10% of entitlement",
@@ -166,12 +190,12 @@ pub fn judge(scn: &Scenario, res: &ScenarioResult) -> Vec<Verdict> {
         ));
     }
 
-    // A run-time weight change: when does the changed VM's share settle?
-    if let (Some(t_ev), Some(ent)) = (last_weight_event, &entitled) {
+    // A run-time change: when does the changed VM's share settle?
+    if let (Some(t_ev), Some(ent)) = (last_change, &entitled) {
         let changed: Vec<&str> = scn
             .event
             .iter()
-            .filter(|e| e.action == EventAction::Weight)
+            .filter(|e| changes_shares(e.action))
             .filter_map(|e| e.vm.as_deref())
             .collect();
         let mut lines = Vec::new();
@@ -198,7 +222,7 @@ pub fn judge(scn: &Scenario, res: &ScenarioResult) -> Vec<Verdict> {
             }
         }
         v.push(verdict(
-            "weight change reaches its share within 2 s",
+            &format!("{change} reaches its share within 2 s"),
             ok && !lines.is_empty(),
             lines.join(", "),
         ));
@@ -377,7 +401,7 @@ pub fn series_svg(scn: &Scenario, res: &ScenarioResult) -> Option<String> {
                 .find(|(n, inst, _)| n == &g.name && *inst == g.instance)
                 .map(|e| e.2)
         }) {
-            let x0 = x(last_weight_event(scn).unwrap_or(0.0));
+            let x0 = x(last_share_event(scn).unwrap_or(0.0));
             let _ = writeln!(
                 s,
                 r#"<line x1="{x0:.1}" y1="{0:.1}" x2="{1:.1}" y2="{0:.1}" stroke="{c}" stroke-dasharray="6,4" opacity="0.6"/>"#,
@@ -412,13 +436,35 @@ pub fn series_svg(scn: &Scenario, res: &ScenarioResult) -> Option<String> {
     Some(s)
 }
 
-/// Time of the last `weight` event, if any.
-fn last_weight_event(scn: &Scenario) -> Option<f64> {
+/// Whether an event of `action` changes the entitlements: `weight`, `reservation`, `limit`.
+fn changes_shares(action: EventAction) -> bool {
+    matches!(
+        action,
+        EventAction::Weight | EventAction::Reservation | EventAction::Limit
+    )
+}
+
+/// Time of the last event that changes the entitlements, if any.
+fn last_share_event(scn: &Scenario) -> Option<f64> {
     scn.event
         .iter()
-        .filter(|e| e.action == EventAction::Weight)
+        .filter(|e| changes_shares(e.action))
         .map(|e| e.at_s)
         .reduce(f64::max)
+}
+
+/// What the verdicts call a run-time change: "weight change" if only weights change,
+/// "run-time change" if reservations or limits do.
+fn change_word(scn: &Scenario) -> &'static str {
+    let others = scn
+        .event
+        .iter()
+        .any(|e| matches!(e.action, EventAction::Reservation | EventAction::Limit));
+    if others {
+        "run-time change"
+    } else {
+        "weight change"
+    }
 }
 
 /// `cargo xtask judge SCENARIO.toml…`: verdicts for the results in `results/`, and
@@ -458,15 +504,18 @@ fn load(ctx: &Ctx, f: &Path) -> Result<(Scenario, ScenarioResult)> {
 }
 
 #[cfg(test)]
+mod alloc_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use vmfair_scenario::{GroupResult, Sample};
 
-    fn scn(text: &str) -> Scenario {
+    pub(super) fn scn(text: &str) -> Scenario {
         Scenario::from_toml_str(text).unwrap()
     }
 
-    fn group(name: &str, instance: u32, cpu_s: f64, series: Vec<Sample>) -> GroupResult {
+    pub(super) fn group(name: &str, instance: u32, cpu_s: f64, series: Vec<Sample>) -> GroupResult {
         let mut g: GroupResult = serde_json::from_value(serde_json::json!({
             "kind": "vm", "name": name, "instance": instance, "pid": 1, "vcpus": 1,
             "cpu_s": cpu_s, "work": 1, "index": null
@@ -476,7 +525,7 @@ mod tests {
         g
     }
 
-    fn result(groups: Vec<GroupResult>) -> ScenarioResult {
+    pub(super) fn result(groups: Vec<GroupResult>) -> ScenarioResult {
         serde_json::from_value(serde_json::json!({
             "scenario": "t", "policy": "vmfair", "kernel": "k", "guest_cpus": 2,
             "duration_s": 10.0, "groups": groups
@@ -545,7 +594,7 @@ vcpus = 4
         assert!(!judge(&s, &invalid)[0].ok);
     }
 
-    fn ramp(before: f64, after: f64, t_ev: f64, lag: f64) -> Vec<Sample> {
+    pub(super) fn ramp(before: f64, after: f64, t_ev: f64, lag: f64) -> Vec<Sample> {
         // CPU rate `before` until t_ev + lag, then `after`; 0.25 s samples over 10 s.
         let mut cpu = 0.0;
         let mut out = Vec::new();

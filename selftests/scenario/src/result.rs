@@ -48,6 +48,14 @@ pub struct GroupResult {
     /// Addition: the nice asked for.
     #[serde(default)]
     pub nice: i32,
+    /// Addition: the reservation in force at the end of the window (CPUs as written, two
+    /// decimals; 0 = none, and for host processes).
+    #[serde(default)]
+    pub reservation: f64,
+    /// Addition: the limit in force at the end of the window (CPUs as written, two decimals;
+    /// 0 = none, and for host processes).
+    #[serde(default)]
+    pub limit: f64,
     /// Addition: loop iterations of the VMM's io threads inside the window.
     #[serde(default)]
     pub io_work: u64,
@@ -246,6 +254,8 @@ mod tests {
                 threads: 2,
                 weight: 100,
                 nice: 0,
+                reservation: 1.25,
+                limit: 1.5,
                 io_work: 0,
                 kthread_cpu_s: 0.01,
                 exits: Some(42),
@@ -320,6 +330,7 @@ mod tests {
                         "cpu_s": 9.87, "work": 123456789, "index": null}]}"#;
         let r = ScenarioResult::from_json_str(text).unwrap();
         assert!(r.valid && r.problems.is_empty() && r.accounting.is_none());
+        assert_eq!((r.groups[0].reservation, r.groups[0].limit), (0.0, 0.0));
         assert_eq!(r.groups[0].work, 123456789);
         assert_eq!(r.groups[0].kind, GroupKind::Vm);
         assert!(ScenarioResult::from_json_str("{\"scenario\": 1}").is_err());

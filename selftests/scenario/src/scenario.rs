@@ -53,6 +53,11 @@ pub enum EventAction {
     Rmmod,
     /// Write `value` to sysctl `key`.
     Sysctl,
+    /// Set the reservation (CPUs) of every instance of `vm` to `value` (policy vmfair).
+    Reservation,
+    /// Set the limit (CPUs) of every instance of `vm` to `value` (vmfair's per-VM limit, or
+    /// `cpu.max` of the VM's cgroup under policy cgroup).
+    Limit,
 }
 
 impl EventAction {
@@ -63,6 +68,8 @@ impl EventAction {
             EventAction::Modprobe => "modprobe",
             EventAction::Rmmod => "rmmod",
             EventAction::Sysctl => "sysctl",
+            EventAction::Reservation => "reservation",
+            EventAction::Limit => "limit",
         }
     }
 }
@@ -81,13 +88,14 @@ pub struct EventSpec {
     pub at_s: f64,
     /// What happens.
     pub action: EventAction,
-    /// `weight`: the `[[vm]]` entry whose instances change.
+    /// `weight`, `reservation`, `limit`: the `[[vm]]` entry whose instances change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vm: Option<String>,
     /// `sysctl`: the dotted sysctl name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
-    /// `weight`: the new weight; `sysctl`: the value written.
+    /// `weight`: the new weight; `reservation`, `limit`: the new amount in CPUs; `sysctl`:
+    /// the value written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<SysctlValue>,
 }
@@ -138,6 +146,60 @@ pub struct VmSpec {
     /// (`"max"` or `"QUOTA PERIOD"`, microseconds), whatever the policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_max: Option<String>,
+    /// Addition: CPUs guaranteed to each instance while it demands them (policy vmfair), 0 for
+    /// none; two decimals count (see [`cpus_text`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reservation: f64,
+    /// Addition: the most CPUs each instance gets (vmfair's per-VM limit, or the cgroup's
+    /// `cpu.max` under policy cgroup), 0 for none; two decimals count.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub limit: f64,
+}
+
+impl EventSpec {
+    /// A `reservation` or `limit` event's amount in CPUs (None for other events, or a value
+    /// that is not a finite number).
+    pub fn cpus(&self) -> Option<f64> {
+        if !matches!(self.action, EventAction::Reservation | EventAction::Limit) {
+            return None;
+        }
+        let v: f64 = self.value.as_ref()?.to_string().parse().ok()?;
+        v.is_finite().then_some(v)
+    }
+}
+
+/// A CPU amount (`reservation`, `limit`) as the runner writes it to the module: two decimals
+/// (`{:.2}`, so `1.234` is `"1.23"` and `0.004` is `"0.00"`, none).
+pub fn cpus_text(cpus: f64) -> String {
+    format!("{cpus:.2}")
+}
+
+/// The amount the module gets for `cpus`: `cpus` rounded as [`cpus_text`] writes it.
+pub fn cpus_rounded(cpus: f64) -> f64 {
+    cpus_text(cpus).parse().unwrap_or(0.0)
+}
+
+/// `cpus` in hundredths of a CPU, as the module gets it (negative or non-finite: 0).
+pub fn cpus_hundredths(cpus: f64) -> u64 {
+    let r = cpus_rounded(cpus);
+    if r.is_finite() && r > 0.0 {
+        (r * 100.0).round() as u64
+    } else {
+        0
+    }
+}
+
+/// The `cpu.max` that stands for a limit of `cpus` CPUs under policy cgroup: a quota of
+/// `cpus` × the period of 100000 µs (two decimals count), `"max 100000"` for 0 (none).
+pub fn limit_cpu_max(cpus: f64) -> String {
+    match cpus_hundredths(cpus) {
+        0 => "max 100000".to_string(),
+        h => format!("{} 100000", h * 1000),
+    }
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// Whether `s` is a valid cgroup v2 `cpu.max` value: `max` or `QUOTA PERIOD` with

@@ -2,9 +2,44 @@
 //! The checks of a scenario file: ranges, names and consistency (see the crate
 //! documentation).
 
-use crate::scenario::{valid_cpu_max, EventAction, Scenario, DESKTOP_THREADS};
-use crate::values::Load;
+use crate::scenario::{
+    cpus_hundredths, valid_cpu_max, EventAction, Scenario, VmSpec, DESKTOP_THREADS,
+};
+use crate::values::{Load, Policy};
+use std::collections::BTreeMap;
 use std::fmt;
+
+/// Largest `reservation` or `limit` (CPUs): the most CPUs a guest has.
+const CPUS_MAX: f64 = 64.0;
+/// The sysctl that keeps CPUs out of the reservations (CPUs, two decimals).
+const HEADROOM_SYSCTL: &str = "kernel.vmfair.reservation_headroom";
+
+/// Checks a CPU amount (`reservation`, `limit`, their events, the headroom): finite, 0..=64.
+fn check_cpus(errs: &mut Vec<String>, what: &str, v: f64) {
+    if !(v.is_finite() && (0.0..=CPUS_MAX).contains(&v)) {
+        errs.push(format!(
+            "{what} = {v} must be a number of CPUs in 0..={CPUS_MAX}"
+        ));
+    }
+}
+
+/// Whether `policy` has a reservation (`reservation`) or a limit (`limit`) for VMs.
+fn allocation_error(policy: Policy, key: &str, vm: &VmSpec) -> Option<String> {
+    if vm.cpu_max.is_some() {
+        return Some(format!(
+            "`{key}` does not apply to a VM placed by hand in a cgroup (`cpu_max`)"
+        ));
+    }
+    match (key, policy) {
+        (_, Policy::Vmfair) | ("limit", Policy::Cgroup) => None,
+        ("reservation", _) => Some(format!(
+            "`reservation` needs policy \"vmfair\" (policy \"{policy}\" has no minimum)"
+        )),
+        _ => Some(format!(
+            "`limit` needs policy \"vmfair\" or \"cgroup\", not \"{policy}\""
+        )),
+    }
+}
 
 fn check_range<T: PartialOrd + fmt::Display>(
     errs: &mut Vec<String>,
@@ -170,7 +205,9 @@ impl Scenario {
             }
             last_at = ev.at_s;
             let (want_vm, want_key, want_value) = match ev.action {
-                EventAction::Weight => (true, false, true),
+                EventAction::Weight | EventAction::Reservation | EventAction::Limit => {
+                    (true, false, true)
+                }
                 EventAction::Sysctl => (false, true, true),
                 EventAction::Modprobe | EventAction::Rmmod => (false, false, false),
             };
@@ -185,12 +222,17 @@ impl Scenario {
                     errs.push(format!("{what}: `{key}` is required"));
                 }
             }
-            if ev.action == EventAction::Weight {
+            if matches!(
+                ev.action,
+                EventAction::Weight | EventAction::Reservation | EventAction::Limit
+            ) {
                 if let Some(vm) = &ev.vm {
                     if !self.vm.iter().any(|v| &v.name == vm) {
                         errs.push(format!("{what}: no [[vm]] named {vm:?}"));
                     }
                 }
+            }
+            if ev.action == EventAction::Weight {
                 if let Some(v) = &ev.value {
                     match v.to_string().parse::<u32>() {
                         Ok(w) => check_range(&mut errs, &format!("{what}: value"), w, 1, 10000),
@@ -204,10 +246,110 @@ impl Scenario {
                 }
             }
         }
+        self.check_allocations(&mut errs);
         if errs.is_empty() {
             Ok(())
         } else {
             Err(format!("scenario {:?}: {}", self.name, errs.join("; ")))
+        }
+    }
+
+    /// The checks of `reservation` and `limit`, on `[[vm]]` and in events: amounts in range, the
+    /// policy has them, no reservation above a limit and the reservations of all instances
+    /// within `guest_cpus` minus `kernel.vmfair.reservation_headroom` (as set in `[sysctl]`),
+    /// at the start and after every event (the runner applies events one at a time).
+    fn check_allocations(&self, errs: &mut Vec<String>) {
+        let mut headroom = 0;
+        if let Some(v) = self.sysctl.get(HEADROOM_SYSCTL) {
+            match v.to_string().parse::<f64>() {
+                Ok(h) => {
+                    check_cpus(errs, &format!("sysctl {HEADROOM_SYSCTL}"), h);
+                    headroom = cpus_hundredths(h);
+                }
+                Err(_) => errs.push(format!("sysctl {HEADROOM_SYSCTL} = {v} is not CPUs")),
+            }
+        }
+        let capacity = (u64::from(self.guest_cpus) * 100).saturating_sub(headroom);
+        // Per [[vm]] name: (count, reservation, limit) in hundredths of a CPU, as they change.
+        let mut now: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
+        let pair = |errs: &mut Vec<String>, what: &str, r: u64, l: u64| {
+            if r != 0 && l != 0 && r > l {
+                errs.push(format!(
+                    "{what}: reservation {:.2} is above limit {:.2}",
+                    r as f64 / 100.0,
+                    l as f64 / 100.0
+                ));
+            }
+        };
+        let total = |now: &BTreeMap<&str, (u64, u64, u64)>| -> u64 {
+            now.values().map(|(n, r, _)| n * r).sum()
+        };
+        let over = |errs: &mut Vec<String>, what: &str, sum: u64| {
+            if sum > capacity {
+                errs.push(format!(
+                    "{what}: the reservations of all VM instances add up to {:.2} CPUs, more \
+                     than guest_cpus = {}{}",
+                    sum as f64 / 100.0,
+                    self.guest_cpus,
+                    if headroom > 0 {
+                        format!(" minus {HEADROOM_SYSCTL} = {:.2}", headroom as f64 / 100.0)
+                    } else {
+                        String::new()
+                    }
+                ));
+            }
+        };
+        for vm in &self.vm {
+            let what = format!("vm {:?}", vm.name);
+            for (key, v) in [("reservation", vm.reservation), ("limit", vm.limit)] {
+                check_cpus(errs, &format!("{what}: {key}"), v);
+                if v != 0.0 {
+                    if let Some(e) = allocation_error(self.policy, key, vm) {
+                        errs.push(format!("{what}: {e}"));
+                    }
+                }
+            }
+            let (r, l) = (cpus_hundredths(vm.reservation), cpus_hundredths(vm.limit));
+            pair(errs, &what, r, l);
+            now.insert(&vm.name, (u64::from(vm.count), r, l));
+        }
+        over(errs, "[[vm]]", total(&now));
+        for (i, ev) in self.event.iter().enumerate() {
+            let key = ev.action.as_str();
+            if !matches!(ev.action, EventAction::Reservation | EventAction::Limit) {
+                continue;
+            }
+            let what = format!("event {} ({key})", i + 1);
+            let Some(vm) = ev.vm.as_deref() else {
+                continue;
+            };
+            let Some(spec) = self.vm.iter().find(|v| v.name == vm) else {
+                continue;
+            };
+            if let Some(e) = allocation_error(self.policy, key, spec) {
+                errs.push(format!("{what}: {e}"));
+            }
+            let Some(v) = &ev.value else {
+                continue;
+            };
+            let Some(cpus) = ev.cpus() else {
+                errs.push(format!("{what}: value {v} is not CPUs"));
+                continue;
+            };
+            check_cpus(errs, &format!("{what}: value"), cpus);
+            let Some(state) = now.get_mut(vm) else {
+                continue;
+            };
+            if ev.action == EventAction::Reservation {
+                state.1 = cpus_hundredths(cpus);
+            } else {
+                state.2 = cpus_hundredths(cpus);
+            }
+            let (r, l) = (state.1, state.2);
+            pair(errs, &format!("{what}: vm {vm:?}"), r, l);
+            if ev.action == EventAction::Reservation {
+                over(errs, &what, total(&now));
+            }
         }
     }
 }
@@ -463,5 +605,219 @@ action = "rmmod"
         ] {
             assert!(!valid_cpu_max(bad), "{bad}");
         }
+    }
+
+    const ALLOC: &str = r#"
+name = "alloc"
+guest_cpus = 2
+duration_s = 10
+policy = "vmfair"
+[[vm]]
+name = "r"
+vcpus = 2
+reservation = 1.2
+limit = 1.5
+[[vm]]
+name = "c"
+count = 4
+[[event]]
+at_s = 2
+action = "limit"
+vm = "r"
+value = 1.25
+[[event]]
+at_s = 3
+action = "reservation"
+vm = "c"
+value = 0.2
+[[event]]
+at_s = 4
+action = "reservation"
+vm = "r"
+value = 1
+"#;
+
+    #[test]
+    fn reservation_and_limit_parse() {
+        let s = Scenario::from_toml_str(ALLOC).unwrap();
+        assert_eq!((s.vm[0].reservation, s.vm[0].limit), (1.2, 1.5));
+        assert_eq!((s.vm[1].reservation, s.vm[1].limit), (0.0, 0.0));
+        let actions: Vec<_> = s.event.iter().map(|e| e.action).collect();
+        assert_eq!(
+            actions,
+            [
+                EventAction::Limit,
+                EventAction::Reservation,
+                EventAction::Reservation
+            ]
+        );
+        let amounts: Vec<_> = s.event.iter().map(EventSpec::cpus).collect();
+        assert_eq!(amounts, [Some(1.25), Some(0.2), Some(1.0)]);
+        assert_eq!(s.event[0].value, Some(SysctlValue::Float(1.25)));
+        assert_eq!(s.event[2].value, Some(SysctlValue::Int(1)));
+        assert_eq!(EventAction::Limit.to_string(), "limit");
+        // Without the keys, nothing is reserved or limited.
+        let g = Scenario::from_toml_str(GOOD).unwrap();
+        assert!(g.vm.iter().all(|v| v.reservation == 0.0 && v.limit == 0.0));
+        // Limits map to cpu.max under policy cgroup.
+        let cg = ALLOC
+            .replace("\"vmfair\"", "\"cgroup\"")
+            .replace("reservation = 1.2\n", "")
+            .replace("action = \"reservation\"", "action = \"limit\"");
+        let s = Scenario::from_toml_str(&cg).unwrap();
+        assert_eq!(s.vm[0].limit, 1.5);
+        // A float sysctl value is written as Rust prints it.
+        let f = GOOD.replace("= \"100\"", "= 0.5");
+        let s = Scenario::from_toml_str(&f).unwrap();
+        assert_eq!(s.sysctl["kernel.vmfair.default_weight"].to_string(), "0.5");
+    }
+
+    #[test]
+    fn cpu_amounts_have_two_decimals() {
+        assert_eq!(cpus_text(1.25), "1.25");
+        assert_eq!(cpus_text(1.0), "1.00");
+        assert_eq!(cpus_text(1.234), "1.23");
+        assert_eq!(cpus_text(0.004), "0.00");
+        assert_eq!(cpus_rounded(1.236), 1.24);
+        assert_eq!(cpus_hundredths(1.2), 120);
+        assert_eq!(cpus_hundredths(0.29), 29);
+        assert_eq!(cpus_hundredths(-1.0), 0);
+        assert_eq!(cpus_hundredths(f64::NAN), 0);
+        assert_eq!(limit_cpu_max(0.5), "50000 100000");
+        assert_eq!(limit_cpu_max(1.25), "125000 100000");
+        assert_eq!(limit_cpu_max(0.01), "1000 100000");
+        assert_eq!(limit_cpu_max(0.0), "max 100000");
+        for v in ["50000 100000", "125000 100000", "1000 100000", "max 100000"] {
+            assert!(valid_cpu_max(v), "{v}");
+        }
+        // What rounds to the same hundredths is no reservation above the limit.
+        let close = "name = \"c\"\nduration_s = 1\npolicy = \"vmfair\"\n[[vm]]\nname = \"a\"\n\
+                     vcpus = 2\nreservation = 1.504\nlimit = 1.5\n";
+        assert!(Scenario::from_toml_str(close).is_ok());
+        let above = close.replace("1.504", "1.506");
+        let e = Scenario::from_toml_str(&above).unwrap_err();
+        assert!(e.contains("reservation 1.51 is above limit 1.50"), "{e}");
+    }
+
+    #[test]
+    fn bad_reservations_and_limits_rejected() {
+        let cases = [
+            (
+                "reservation = 1.2",
+                "reservation = -0.5",
+                "reservation = -0.5",
+            ),
+            ("limit = 1.5", "limit = -1", "limit = -1"),
+            ("limit = 1.5", "limit = 65", "0..=64"),
+            (
+                "limit = 1.5",
+                "limit = 1.1",
+                "reservation 1.20 is above limit 1.10",
+            ),
+            (
+                "reservation = 1.2",
+                "reservation = 2.01",
+                "add up to 2.01 CPUs",
+            ),
+            (
+                "count = 4",
+                "count = 4\nreservation = 0.3",
+                "add up to 2.40 CPUs",
+            ),
+            (
+                "policy = \"vmfair\"",
+                "policy = \"vmfair\"\n[sysctl]\n\"kernel.vmfair.reservation_headroom\" = \"1\"",
+                "minus kernel.vmfair.reservation_headroom = 1.00",
+            ),
+            (
+                "policy = \"vmfair\"",
+                "policy = \"vmfair\"\n[sysctl]\n\"kernel.vmfair.reservation_headroom\" = \"x\"",
+                "is not CPUs",
+            ),
+            (
+                "\"vmfair\"",
+                "\"cgroup\"",
+                "`reservation` needs policy \"vmfair\"",
+            ),
+            ("\"vmfair\"", "\"stock\"", "`limit` needs policy"),
+            (
+                "limit = 1.5",
+                "limit = 1.5\ncpu_max = \"max\"",
+                "placed by hand",
+            ),
+            // Events: the state after each must hold too.
+            (
+                "value = 1.25",
+                "value = 1.1",
+                "event 1 (limit): vm \"r\": reservation 1.20",
+            ),
+            (
+                "value = 0.2",
+                "value = 0.3",
+                "event 2 (reservation): the reservations",
+            ),
+            (
+                "value = 1\n",
+                "value = 1.3\n",
+                "event 3 (reservation): vm \"r\"",
+            ),
+            ("value = 0.2", "value = \"lots\"", "value lots is not CPUs"),
+            ("value = 0.2", "value = -0.2", "value = -0.2"),
+            ("vm = \"c\"\n", "", "`vm` is required"),
+            ("vm = \"c\"", "vm = \"zz\"", "no [[vm]] named"),
+            ("value = 1.25\n", "", "`value` is required"),
+        ];
+        for (from, to, want) in cases {
+            assert!(ALLOC.contains(from), "{from}");
+            let text = ALLOC.replacen(from, to, 1);
+            let e = Scenario::from_toml_str(&text).unwrap_err();
+            assert!(e.contains(want), "{from} -> {to}: {e}");
+        }
+        // Reservation events need policy vmfair, limit events vmfair or cgroup.
+        let cg = ALLOC
+            .replace("\"vmfair\"", "\"cgroup\"")
+            .replace("reservation = 1.2\n", "");
+        let e = Scenario::from_toml_str(&cg).unwrap_err();
+        assert!(
+            e.contains("event 2 (reservation): `reservation` needs"),
+            "{e}"
+        );
+        let auto = cg.replace("\"cgroup\"", "\"autogroup\"");
+        let e = Scenario::from_toml_str(&auto).unwrap_err();
+        assert!(e.contains("event 1 (limit): `limit` needs"), "{e}");
+    }
+
+    #[test]
+    fn repository_scenarios_are_valid() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../qemu-test/scenarios");
+        let mut n = 0;
+        for f in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = f.path();
+            if path.extension().is_some_and(|x| x == "toml") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                let s = Scenario::from_toml_str(&text)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                assert_eq!(
+                    path.file_stem().and_then(|n| n.to_str()),
+                    Some(s.name.as_str()),
+                    "{}: name",
+                    path.display()
+                );
+                n += 1;
+            }
+        }
+        assert!(n >= 10, "{n} scenario files in {}", dir.display());
+        let load = |name: &str| {
+            let text = std::fs::read_to_string(dir.join(format!("{name}.toml"))).unwrap();
+            Scenario::from_toml_str(&text).unwrap()
+        };
+        let r = load("alloc-reserve");
+        assert_eq!((r.guest_cpus, r.policy), (2, Policy::Vmfair));
+        let reserved: Vec<f64> = r.vm.iter().map(|v| v.reservation).collect();
+        assert!(reserved.iter().any(|&x| x > 0.0), "{reserved:?}");
+        let l = load("alloc-limit");
+        assert_eq!((l.guest_cpus, l.policy), (2, Policy::Vmfair));
+        assert!(l.vm.iter().any(|v| v.limit > 0.0 && v.vcpus == 2));
     }
 }

@@ -75,14 +75,17 @@ impl fmt::Display for Load {
     }
 }
 
-/// A sysctl value: TOML strings and integers are both accepted.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A sysctl value: TOML strings, integers and floats are accepted (an `[[event]]`'s `value`
+/// has the same type: `reservation` and `limit` events take CPUs such as `1.5`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum SysctlValue {
     /// `"kernel.x" = "100"`
     Str(String),
     /// `"kernel.x" = 100`
     Int(i64),
+    /// `"kernel.x" = 0.5`, written as Rust's `{}` prints it (`0.5`, `1` for `1.0`).
+    Float(f64),
 }
 
 impl fmt::Display for SysctlValue {
@@ -90,6 +93,7 @@ impl fmt::Display for SysctlValue {
         match self {
             SysctlValue::Str(s) => f.write_str(s),
             SysctlValue::Int(i) => write!(f, "{i}"),
+            SysctlValue::Float(x) => write!(f, "{x}"),
         }
     }
 }

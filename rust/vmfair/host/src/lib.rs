@@ -8,7 +8,7 @@
 //! `cargo test` checks the policy without booting a kernel.
 //!
 //! The kernel cannot use floating point, so the shared code counts CPU in micro-CPUs;
-//! [`entitlement`] is the floating point front end for host code.
+//! [`entitlement`] and [`allocation`] are the floating point front ends for host code.
 
 #[path = "../../policy.rs"]
 mod policy;
@@ -65,15 +65,73 @@ impl ShareSlots for F64Slots<'_> {
 /// assert_eq!(out, [1.0, 1.0]);
 /// ```
 pub fn entitlement(cpus: f64, vms: &[(u32, u32)], out: &mut [f64]) {
-    let cpus_ucpu = if cpus.is_finite() && cpus > 0.0 {
-        (cpus * UCPU as f64).round() as u64
-    } else {
-        0
-    };
     let n = vms.len().min(out.len());
     // The shared code takes 64-bit weights.
     let wide: Vec<(u64, u32)> = vms[..n].iter().map(|&(w, b)| (u64::from(w), b)).collect();
-    entitlement_ucpu(cpus_ucpu, &wide, &mut F64Slots(&mut out[..n]));
+    entitlement_ucpu(to_ucpu(cpus), &wide, &mut F64Slots(&mut out[..n]));
+    for v in &mut out[..n] {
+        *v /= UCPU as f64;
+    }
+}
+
+/// CPUs as micro-CPUs, rounded; negative or non-finite amounts count as 0.
+fn to_ucpu(cpus: f64) -> u64 {
+    if cpus.is_finite() && cpus > 0.0 {
+        (cpus * UCPU as f64).round() as u64
+    } else {
+        0
+    }
+}
+
+/// One VM's claim in CPUs, for [`allocation`]: the floating point form of [`Claim`].
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CpuClaim {
+    /// Weight it competes with (see [`effective_weight`]).
+    pub weight: u64,
+    /// What it can use, in CPUs (its busy threads).
+    pub demand: f64,
+    /// Guaranteed minimum in CPUs; 0 for none.
+    pub reservation: f64,
+    /// Maximum in CPUs; 0 for none.
+    pub limit: f64,
+}
+
+impl CpuClaim {
+    /// The claim in micro-CPUs (each amount rounded to one micro-CPU).
+    pub fn to_ucpu(&self) -> Claim {
+        Claim {
+            weight: self.weight,
+            demand: to_ucpu(self.demand),
+            reservation: to_ucpu(self.reservation),
+            limit: to_ucpu(self.limit),
+        }
+    }
+}
+
+/// Allocation of `cpus` CPUs among VMs with reservations and limits, in CPUs.
+///
+/// VM `i` gets `clamp(λ·weight, min(reservation, D), D)` with `D = min(demand, limit)` (0 = none
+/// for both) and one `λ` for all that fills the CPUs, or its `D` if the `D`s add up to less:
+/// the module's own [`allocate_ucpu`], at one micro-CPU resolution. Without reservations and
+/// limits it is [`entitlement`]. Only `min(vms.len(), out.len())` VMs are considered; negative
+/// or non-finite amounts count as 0.
+///
+/// ```
+/// use vmfair_policy::CpuClaim;
+/// let a = CpuClaim { weight: 100, demand: 2.0, reservation: 1.2, limit: 0.0 };
+/// let b = CpuClaim { weight: 100, demand: 1.0, ..Default::default() };
+/// let mut out = [0.0; 2];
+/// vmfair_policy::allocation(2.0, &[a, b], &mut out);
+/// assert_eq!(out, [1.2, 0.8]);
+/// ```
+pub fn allocation(cpus: f64, vms: &[CpuClaim], out: &mut [f64]) {
+    let n = vms.len().min(out.len());
+    allocate_ucpu(
+        to_ucpu(cpus),
+        n,
+        |i| vms[i].to_ucpu(),
+        &mut F64Slots(&mut out[..n]),
+    );
     for v in &mut out[..n] {
         *v /= UCPU as f64;
     }
@@ -252,6 +310,83 @@ mod tests {
             // Within rounding, everything is handed out.
             assert!(sum + n as u64 >= cpus, "round {round}: {sum} of {cpus}");
         }
+    }
+
+    #[test]
+    fn float_allocation_matches_table() {
+        for c in ALLOCATION_CASES {
+            let claims: Vec<CpuClaim> = c
+                .vms
+                .iter()
+                .map(|v| CpuClaim {
+                    weight: v.weight,
+                    demand: v.demand as f64 / UCPU as f64,
+                    reservation: v.reservation as f64 / UCPU as f64,
+                    limit: v.limit as f64 / UCPU as f64,
+                })
+                .collect();
+            let mut out = vec![0.0; claims.len()];
+            allocation(c.cpus_ucpu as f64 / UCPU as f64, &claims, &mut out);
+            for (i, (got, want)) in out.iter().zip(c.expect).enumerate() {
+                assert!(
+                    (got - *want as f64 / UCPU as f64).abs() < 1e-9,
+                    "case {}, VM {i}: {got} vs {want} ucpu",
+                    c.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn allocation_without_reservations_is_the_entitlement() {
+        let vms = [(100, 1), (300, 2), (50, 4), (100, 1)];
+        for cpus in [0.5, 1.0, 2.0, 3.0, 7.5, 10.0] {
+            let mut want = vec![0.0; vms.len()];
+            entitlement(cpus, &vms, &mut want);
+            let claims: Vec<CpuClaim> = vms
+                .iter()
+                .map(|&(w, b)| CpuClaim {
+                    weight: u64::from(w),
+                    demand: f64::from(b),
+                    ..Default::default()
+                })
+                .collect();
+            let mut got = vec![0.0; vms.len()];
+            allocation(cpus, &claims, &mut got);
+            assert_eq!(got, want, "{cpus} CPUs");
+        }
+    }
+
+    #[test]
+    fn allocation_with_reservation_and_limit() {
+        let busy = |demand: f64| CpuClaim {
+            weight: 100,
+            demand,
+            ..Default::default()
+        };
+        // 2 CPUs: a 2-vCPU VM reserving 1.2 beside three 1-vCPU VMs.
+        let reserved = CpuClaim {
+            reservation: 1.2,
+            ..busy(2.0)
+        };
+        let mut out = [0.0; 4];
+        allocation(2.0, &[reserved, busy(1.0), busy(1.0), busy(1.0)], &mut out);
+        assert!((out[0] - 1.2).abs() < 1e-6, "{out:?}");
+        for o in &out[1..] {
+            assert!((o - 0.8 / 3.0).abs() < 1e-5, "{out:?}");
+        }
+        // A limit of 0.5 on a 2-vCPU VM beside a busy 1-vCPU VM: both at their ceiling.
+        let limited = CpuClaim {
+            limit: 0.5,
+            ..busy(2.0)
+        };
+        let mut out = [0.0; 2];
+        allocation(2.0, &[limited, busy(1.0)], &mut out);
+        assert_eq!(out, [0.5, 1.0]);
+        // Degenerate amounts count as 0.
+        let mut out = [7.0; 1];
+        allocation(f64::NAN, &[busy(1.0)], &mut out);
+        assert_eq!(out, [0.0]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 //! Carrying out the `[[event]]` entries of a scenario.
 
+use super::alloc::Amount;
 use super::setup::{modprobe_argv, rmmod_argv, run_tool, sysctl_path, write_file};
 use super::{log, Run};
 use crate::procfs;
@@ -32,6 +33,32 @@ impl Run {
                     }
                 }
                 (format!("{value} -> {}", done.join(", ")), result)
+            }
+            EventAction::Reservation | EventAction::Limit => {
+                let amount = if ev.action == EventAction::Reservation {
+                    Amount::Reservation
+                } else {
+                    Amount::Limit
+                };
+                let name = ev.vm.clone().unwrap_or_default();
+                let cpus = ev.cpus().unwrap_or(0.0);
+                let mut done = Vec::new();
+                let mut result = Ok(());
+                for k in 0..self.members.len() {
+                    if self.members[k].name != name {
+                        continue;
+                    }
+                    match self.set_amount(k, amount, cpus) {
+                        Ok(d) => done.push(d),
+                        Err((e, problem)) => {
+                            if problem {
+                                self.problems.push(e.clone());
+                            }
+                            result = Err(e);
+                        }
+                    }
+                }
+                (done.join(", "), result)
             }
             EventAction::Sysctl => {
                 let key = ev.key.clone().unwrap_or_default();

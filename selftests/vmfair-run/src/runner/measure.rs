@@ -105,6 +105,7 @@ impl Run {
         self.wait_ready()?;
         if scn.policy == Policy::Vmfair {
             self.apply_vmfair_weights();
+            self.apply_allocations();
         }
         for (tid, comm) in procfs::comms() {
             let owner = kvm_pit_owner(&comm);
@@ -206,6 +207,8 @@ impl Run {
                 threads,
                 weight: m.weight,
                 nice: m.nice,
+                reservation: m.reservation,
+                limit: m.limit,
                 io_work: end.io_work[k].saturating_sub(start.io_work[k]),
                 kthread_cpu_s: kthread_run as f64 * 1e-9,
                 exits: counter_delta(start.kvm_exits[k], end.kvm_exits[k]),

@@ -2,6 +2,7 @@
 //! The processes a scenario starts (one VMM per VM instance, one per host instance): spawning
 //! them, their health while they run, stopping them.
 
+use super::alloc;
 use super::setup::write_file;
 use super::{log, Member, Run, CGROUP_ROOT, READY_TIMEOUT, STOP_TIMEOUT, TICK};
 use crate::layout::*;
@@ -11,7 +12,9 @@ use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vmfair_scenario::{GroupKind, HostSpec, Load, Policy, Scenario, VmSpec};
+use vmfair_scenario::{
+    cpus_hundredths, cpus_rounded, GroupKind, HostSpec, Load, Policy, Scenario, VmSpec,
+};
 
 impl Member {
     /// Per-vCPU progress (loop iterations for busy, ticks for idle/bursty), or per thread for
@@ -80,6 +83,19 @@ impl Run {
                     if let Some(max) = &vm.cpu_max {
                         write_file(&format!("{cg}/cpu.max"), max)?;
                     }
+                    if scn.policy == Policy::Cgroup && cpus_hundredths(vm.limit) != 0 {
+                        // The limit is the cgroup's cpu.max (validation: no cpu_max then).
+                        let (path, value) =
+                            alloc::target(Some(&cg), 0, alloc::Amount::Limit, vm.limit);
+                        write_file(&path, &value)?;
+                        let read = fs::read_to_string(&path).unwrap_or_default();
+                        if !alloc::reads_back(&value, &read) {
+                            self.problems.push(format!(
+                                "{label}: wrote {value:?} to {path}, read back {:?}",
+                                read.trim()
+                            ));
+                        }
+                    }
                     cgroup_procs = Some(format!("{cg}/cgroup.procs"));
                     cgroup = Some(cg);
                 }
@@ -107,6 +123,8 @@ impl Run {
                             0
                         },
                     weight: vm.weight,
+                    reservation: cpus_rounded(vm.reservation),
+                    limit: cpus_rounded(vm.limit),
                     nice: vm.nice,
                     ticking: matches!(vm.load, Load::Idle | Load::Bursty | Load::Desktop),
                     bench: vm.load == Load::Bench,
@@ -147,6 +165,8 @@ impl Run {
                     vcpus: 0,
                     busy_threads: h.threads as usize,
                     weight: 0,
+                    reservation: 0.0,
+                    limit: 0.0,
                     nice: h.nice,
                     ticking: false,
                     bench: false,

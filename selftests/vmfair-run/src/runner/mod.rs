@@ -14,8 +14,10 @@
 //! `members` (the VMM and host processes it starts, their health, stopping them), `measure`
 //! (the figures at the window's edges and the result groups), `window` (the measurement
 //! window: health checks, time series and when events are due), `events` (carrying out an
-//! `[[event]]`) and `checks` (the group checks after `modprobe` and `rmmod`).
+//! `[[event]]`), `alloc` (a VM's reservation and limit, written and read back) and `checks`
+//! (the group checks after `modprobe` and `rmmod`).
 
+mod alloc;
 mod checks;
 mod events;
 mod measure;
@@ -87,6 +89,9 @@ struct Member {
     vcpus: usize,
     busy_threads: usize,
     weight: u32,
+    /// Reservation and limit in CPUs (two decimals, 0 = none): asked for, then as written.
+    reservation: f64,
+    limit: f64,
     nice: i32,
     ticking: bool,
     /// `load = "bench"`: the runner reads the suite's records.
