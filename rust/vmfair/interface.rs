@@ -11,20 +11,26 @@
 //! - `vcpu_slice_us` (0 or 100..100000, default 0): EEVDF slice of vCPU threads, 0 = kernel
 //!   default;
 //! - `share_mode` (`vm` or `vcpu`, also `0`/`1`; default `vm`): one share per VM, or per vCPU;
+//! - `reservation_headroom` (CPUs, two decimals, default 0): CPUs that reservations may not
+//!   take; all VMs together may reserve the online CPUs minus this;
 //! - `vms` (read-only): one line per VM;
+//! - `monitor` (read-only): what the load monitor did and what it cost;
 //! - `vm_weight`: `PID WEIGHT` sets the weight of the VM run by process `PID`, as its
 //!   `vm/<pid>/weight` file does; reading lists `PID WEIGHT` per VM. A pid that no process or
 //!   thread has fails with `ESRCH`, one that is not a VMM process with `EINVAL`.
 //!
-//! Per VM, `vm/<pid>/weight` (read-write) and `vm/<pid>/stats` (read-only), `<pid>` being the
-//! VMM's. Every pid here is the process's number in the initial pid namespace, whichever
+//! Per VM, `vm/<pid>/weight`, `vm/<pid>/reservation` and `vm/<pid>/limit` (read-write; CPUs
+//! with two decimals, 0 for none) and `vm/<pid>/stats` (read-only), `<pid>` being the VMM's. A
+//! reservation that would make all reservations exceed what may be reserved fails with
+//! `ENOSPC`, one above the VM's limit (or a limit below its reservation) with `EINVAL`. Every pid here is the process's number in the initial pid namespace, whichever
 //! namespace the VMM and the writer run in, so `vm/<pid>`, `vms` and `vm_weight` agree; a
 //! number names a VM only while it names the VMM process that created it. Writes need `CAP_SYS_NICE` (else `EPERM`); bad input fails with `EINVAL`, an unknown pid
 //! with `ESRCH`, and changes nothing.
 
-use crate::glue;
+use crate::allocation;
+use crate::glue::{self, Tick};
 use crate::kvm_notifier::{VmEvent, VmListener};
-use crate::policy;
+use crate::policy::{self, UCPU};
 use crate::registry::{Created, Knobs, Registry, Vm};
 use crate::sysctl::{SysctlEntry, SysctlFile, SysctlTable, TextBuf};
 use core::fmt::Write;
@@ -33,6 +39,7 @@ use kernel::{
     prelude::*,
     str::CString,
     sync::{Arc, Mutex},
+    time::{Instant, Monotonic},
 };
 
 /// File keys of the global table.
@@ -43,16 +50,32 @@ const K_SLICE: usize = 4;
 const K_SHARE_MODE: usize = 5;
 const K_VMS: usize = 6;
 const K_VM_WEIGHT: usize = 7;
-/// Per-VM keys: `K_VM_BASE + 2 * tgid + file`.
+const K_HEADROOM: usize = 8;
+const K_MONITOR: usize = 9;
+/// Per-VM keys: `K_VM_BASE + VM_FILES * tgid + file`.
 const K_VM_BASE: usize = 16;
+const VM_FILES: usize = 4;
 const F_WEIGHT: usize = 0;
 const F_STATS: usize = 1;
+const F_RESERVATION: usize = 2;
+const F_LIMIT: usize = 3;
+
+/// A micro-CPU amount as CPUs with three decimals.
+struct Cpus(u64);
+
+impl core::fmt::Display for Cpus {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}.{:03}", self.0 / UCPU, self.0 % UCPU / 1000)
+    }
+}
 
 /// The module's state: the registry, fed by KVM events and the sysctls.
 #[pin_data]
 pub(crate) struct Core {
     #[pin]
     registry: Mutex<Registry>,
+    /// The monitor's clock starts at load.
+    epoch: Instant<Monotonic>,
 }
 
 impl Core {
@@ -60,6 +83,7 @@ impl Core {
     pub(crate) fn new() -> impl PinInit<Self, Error> {
         try_pin_init!(Self {
             registry <- new_mutex!(Registry::new(Knobs::DEFAULT), "vmfair_registry"),
+            epoch: Instant::now(),
         }? Error)
     }
 
@@ -76,6 +100,8 @@ impl Core {
                 SysctlEntry::new(c"share_mode", 0o644, K_SHARE_MODE),
                 SysctlEntry::new(c"vms", 0o444, K_VMS),
                 SysctlEntry::new(c"vm_weight", 0o644, K_VM_WEIGHT),
+                SysctlEntry::new(c"reservation_headroom", 0o644, K_HEADROOM),
+                SysctlEntry::new(c"monitor", 0o444, K_MONITOR),
             ],
         )
     }
@@ -83,13 +109,15 @@ impl Core {
     /// The per-VM directory `kernel/vmfair/vm/<tgid>`. It holds a reference on the core and
     /// lives in the core's registry: [`Core::release_all`] breaks that cycle at unload.
     fn register_vm_sysctls(this: &Arc<Self>, tgid: i32) -> Result<SysctlTable> {
-        let base = K_VM_BASE + 2 * usize::try_from(tgid).map_err(|_| EINVAL)?;
+        let base = K_VM_BASE + VM_FILES * usize::try_from(tgid).map_err(|_| EINVAL)?;
         SysctlTable::register(
             CString::try_from_fmt(fmt!("kernel/vmfair/vm/{}", tgid))?,
             this.clone(),
             &[
                 SysctlEntry::new(c"weight", 0o644, base + F_WEIGHT),
                 SysctlEntry::new(c"stats", 0o444, base + F_STATS),
+                SysctlEntry::new(c"reservation", 0o644, base + F_RESERVATION),
+                SysctlEntry::new(c"limit", 0o644, base + F_LIMIT),
             ],
         )
     }
@@ -174,8 +202,8 @@ impl Core {
                     if r.is_ok() {
                         r = writeln!(
                             out,
-                            "{} vcpus {} weight {} shares {} group {}",
-                            v.tgid, v.vcpus, v.weight, v.shares, v.group_id
+                            "{} vcpus {} weight {} shares {} group {} reservation {} limit {}",
+                            v.tgid, v.vcpus, v.weight, v.shares, v.group_id, v.reservation, v.limit
                         );
                     }
                 });
@@ -189,6 +217,21 @@ impl Core {
                     }
                 });
                 r
+            }
+            K_HEADROOM => writeln!(out, "{}", k.headroom),
+            K_MONITOR => {
+                let m = reg.monitor;
+                writeln!(
+                    out,
+                    "period_ms {}\npasses {}\nreadings {}\nbusy_ns {}\nlast_ns {}\n\
+                     share_updates {}",
+                    <Core as Tick>::PERIOD_MS,
+                    m.passes,
+                    m.readings,
+                    m.busy_ns,
+                    m.last_ns,
+                    m.share_updates
+                )
             }
             _ => return Err(EINVAL),
         };
@@ -235,6 +278,9 @@ impl Core {
             K_SHARE_MODE => {
                 k.share_mode = policy::parse_share_mode(input).map_err(|_| EINVAL)?;
             }
+            K_HEADROOM => {
+                return reg.set_headroom(allocation::parse_centi(input).map_err(|_| EINVAL)?);
+            }
             _ => return Err(EINVAL),
         }
         reg.set_knobs(k)
@@ -243,25 +289,42 @@ impl Core {
     fn show_vm(&self, tgid: i32, file: usize, out: &mut TextBuf) -> Result {
         let reg = self.registry.lock();
         let info = reg.info(tgid)?;
-        let r = if file == F_WEIGHT {
-            writeln!(out, "{}", info.weight)
-        } else {
-            let st = reg.stats(tgid).unwrap_or_default();
-            writeln!(
-                out,
-                "pid {}\nvcpus {}\nweight {}\nweight_source {}\nshares {}\ngroup {}\nvms {}\n\
-                 threads {}\ncpu_ns {}\nwait_ns {}",
-                info.tgid,
-                info.vcpus,
-                info.weight,
-                if info.own_weight { "vm" } else { "default" },
-                info.shares,
-                info.group_id,
-                info.vms,
-                st.threads,
-                st.cpu_ns,
-                st.wait_ns
-            )
+        let r = match file {
+            F_WEIGHT => writeln!(out, "{}", info.weight),
+            F_RESERVATION => writeln!(out, "{}", info.reservation),
+            F_LIMIT => writeln!(out, "{}", info.limit),
+            _ => {
+                let st = reg.stats(tgid).unwrap_or_default();
+                let l = &info.load;
+                let per_vcpu = |ready: u64| ready * 100 / u64::from(info.vcpus.max(1));
+                writeln!(
+                    out,
+                    "pid {}\nvcpus {}\nweight {}\nweight_source {}\nshares {}\ngroup {}\nvms {}\n\
+                     threads {}\ncpu_ns {}\nwait_ns {}\nreservation {}\nlimit {}\n\
+                     used_1s {}\nready_1s {}\ndemand_1s {}\nused_10s {}\nready_10s {}\n\
+                     ready_pct_1s {}\nready_pct_10s {}\nallocated {}",
+                    info.tgid,
+                    info.vcpus,
+                    info.weight,
+                    if info.own_weight { "vm" } else { "default" },
+                    info.shares,
+                    info.group_id,
+                    info.vms,
+                    st.threads,
+                    st.cpu_ns,
+                    st.wait_ns,
+                    info.reservation,
+                    info.limit,
+                    Cpus(l.used_short),
+                    Cpus(l.ready_short),
+                    Cpus(l.demand(0)),
+                    Cpus(l.used_long),
+                    Cpus(l.ready_long),
+                    Cpus(per_vcpu(l.ready_short)),
+                    Cpus(per_vcpu(l.ready_long)),
+                    Cpus(info.allocated.unwrap_or(0))
+                )
+            }
         };
         r.map_err(|_| ENOMEM)
     }
@@ -280,8 +343,8 @@ impl SysctlFile for Core {
         if key < K_VM_BASE {
             return self.show_global(key, out);
         }
-        let tgid = i32::try_from((key - K_VM_BASE) / 2).map_err(|_| EINVAL)?;
-        self.show_vm(tgid, (key - K_VM_BASE) % 2, out)
+        let tgid = i32::try_from((key - K_VM_BASE) / VM_FILES).map_err(|_| EINVAL)?;
+        self.show_vm(tgid, (key - K_VM_BASE) % VM_FILES, out)
     }
 
     fn store(&self, key: usize, input: &[u8]) -> Result {
@@ -294,11 +357,34 @@ impl SysctlFile for Core {
         if key < K_VM_BASE {
             return self.store_global(key, input);
         }
-        let tgid = i32::try_from((key - K_VM_BASE) / 2).map_err(|_| EINVAL)?;
-        if (key - K_VM_BASE) % 2 != F_WEIGHT {
-            return Err(EPERM);
+        let tgid = i32::try_from((key - K_VM_BASE) / VM_FILES).map_err(|_| EINVAL)?;
+        match (key - K_VM_BASE) % VM_FILES {
+            F_WEIGHT => {
+                let weight = policy::parse_weight(input).map_err(|_| EINVAL)?;
+                self.registry.lock().set_weight(tgid, weight)
+            }
+            F_RESERVATION => {
+                let c = allocation::parse_centi(input).map_err(|_| EINVAL)?;
+                self.registry.lock().set_reservation(tgid, c)
+            }
+            F_LIMIT => {
+                let c = allocation::parse_centi(input).map_err(|_| EINVAL)?;
+                self.registry.lock().set_limit(tgid, c)
+            }
+            _ => Err(EPERM),
         }
-        let weight = policy::parse_weight(input).map_err(|_| EINVAL)?;
-        self.registry.lock().set_weight(tgid, weight)
+    }
+}
+
+impl Tick for Core {
+    const PERIOD_MS: u32 = 100;
+
+    fn tick(this: &Arc<Self>) {
+        let start = this.epoch.elapsed().as_nanos().max(0) as u64;
+        let mut reg = this.registry.lock();
+        reg.monitor_pass(start);
+        let end = this.epoch.elapsed().as_nanos().max(0) as u64;
+        reg.monitor.last_ns = end - start.min(end);
+        reg.monitor.busy_ns += reg.monitor.last_ns;
     }
 }

@@ -70,6 +70,34 @@ mod policy_tests {
     fn misc_checks() {
         assert_eq!(check_misc(), Ok(()));
     }
+
+    #[test]
+    fn centi_cases() {
+        for (i, c) in crate::allocation::cases::CENTI_CASES.iter().enumerate() {
+            let ok = crate::allocation::cases::check_centi_case(c);
+            if !ok {
+                pr_err!("CPU amount parse case {} failed\n", i);
+            }
+            assert!(ok);
+        }
+    }
+
+    #[test]
+    fn admission_and_load() {
+        assert_eq!(crate::allocation::cases::check_admission_and_load(), Ok(()));
+    }
+
+    #[test]
+    fn shares_from_allocation_cases() {
+        use crate::allocation::cases::*;
+        for c in SHARES_FROM_ALLOCATION_CASES {
+            let ok = check_shares_from_allocation_case(c).is_ok();
+            if !ok {
+                pr_err!("shares-from-allocation case failed: {}\n", c.name);
+            }
+            assert!(ok);
+        }
+    }
 }
 
 #[kernel::macros::kunit_tests(vmfair_groups)]
@@ -281,6 +309,50 @@ mod registry_tests {
         assert_eq!(reg.set_weight(pid, 10001), Err(EINVAL));
         assert_eq!(reg.set_weight(pid + 100000, 100), Err(ESRCH));
         assert_eq!(reg.info(pid)?.weight, 300);
+        drop(reg.drain());
+        Ok(())
+    }
+
+    #[test]
+    fn reservations_and_limits() -> Result {
+        use crate::allocation::Centi;
+        let (t, u) = (Sleeper::new()?, Sleeper::new()?);
+        let (a, b) = (tgid(&t), tgid(&u));
+        let mut reg = Registry::new(Knobs::DEFAULT);
+        reg.vm_created(1, a, Some(t.task()))?;
+        reg.vm_created(2, b, Some(u.task()))?;
+        let cpus = crate::glue::online_cpus() * 100;
+        // All CPUs may be reserved, not one hundredth more, and a refusal changes nothing.
+        reg.set_reservation(a, Centi(cpus - 50))?;
+        assert_eq!(reg.set_reservation(b, Centi(51)), Err(ENOSPC));
+        assert_eq!(reg.info(b)?.reservation, Centi(0));
+        reg.set_reservation(b, Centi(50))?;
+        // The headroom may not take what is reserved.
+        let mut k = reg.knobs();
+        assert_eq!(reg.set_headroom(Centi(1)), Err(ENOSPC));
+        assert!(reg.knobs() == k);
+        reg.set_reservation(b, Centi(0))?;
+        reg.set_headroom(Centi(50))?;
+        k.headroom = Centi(50);
+        assert!(reg.knobs() == k);
+        assert_eq!(reg.set_reservation(b, Centi(1)), Err(ENOSPC));
+        // A limit below the reservation, and a reservation above the limit, are refused.
+        assert_eq!(reg.set_limit(a, Centi(10)), Err(EINVAL));
+        reg.set_reservation(a, Centi(20))?;
+        reg.set_limit(a, Centi(25))?;
+        assert_eq!(reg.set_reservation(a, Centi(30)), Err(EINVAL));
+        assert_eq!(reg.info(a)?.limit, Centi(25));
+        assert_eq!(reg.info(a)?.reservation, Centi(20));
+        // Unknown VMs.
+        assert_eq!(reg.set_limit(a + 100000, Centi(25)), Err(ESRCH));
+        // With a reservation in force, the monitor's pass allocates.
+        reg.monitor_pass(1_000_000);
+        reg.monitor_pass(101_000_000);
+        assert!(reg.info(a)?.allocated.is_some());
+        assert!(reg.monitor.passes == 2 && reg.monitor.readings == 4);
+        reg.set_reservation(a, Centi(0))?;
+        assert!(reg.info(a)?.allocated.is_none());
+        reg.set_limit(a, Centi(0))?;
         drop(reg.drain());
         Ok(())
     }

@@ -228,7 +228,7 @@ impl ShareSlots for [u64] {
 const UNSETTLED: u64 = 1 << 62;
 
 /// `a * b / c` without overflow for the magnitudes met here (`c > 0`).
-fn mul_div(a: u64, b: u64, c: u64) -> u64 {
+pub(crate) fn mul_div(a: u64, b: u64, c: u64) -> u64 {
     match a.checked_mul(b) {
         Some(p) => p / c,
         None => (a / c)
@@ -251,7 +251,7 @@ fn mul_div(a: u64, b: u64, c: u64) -> u64 {
 /// first `min(vms.len(), out.slots())` VMs are considered.
 pub fn entitlement_ucpu<S: ShareSlots + ?Sized>(cpus_ucpu: u64, vms: &[(u64, u32)], out: &mut S) {
     let n = vms.len().min(out.slots());
-    allocate_ucpu(
+    let _ = allocate_ucpu(
         cpus_ucpu,
         n,
         |i| Claim {
@@ -303,6 +303,23 @@ impl Claim {
     }
 }
 
+/// Where [`allocate_ucpu`] settled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    /// Every VM got its ceiling: nothing was contended.
+    All,
+    /// The floors alone filled the CPUs and were scaled down.
+    Floors,
+    /// The VMs between floor and ceiling got `λ·weight` with `λ = remaining / total`
+    /// micro-CPUs per unit of weight.
+    At {
+        /// Micro-CPUs shared at the level.
+        remaining: u64,
+        /// Weight that shared them.
+        total: u64,
+    },
+}
+
 /// Weighted max-min allocation of `cpus_ucpu` micro-CPUs with floors and caps.
 ///
 /// VM `i` (of `n`, described by `claim(i)`) gets `clamp(λ·weight, floor, ceiling)` (see
@@ -318,8 +335,8 @@ impl Claim {
 /// is lower and those at their floor stay there. Each round settles at least one VM, so it is
 /// `O(n^2)`, allocation-free, and exact up to downward rounding of the last round (the result
 /// adds up to at most `cpus_ucpu`). `out` is used as scratch; only `min(n, out.slots())` VMs are
-/// considered.
-pub fn allocate_ucpu<S, F>(cpus_ucpu: u64, n: usize, claim: F, out: &mut S)
+/// considered. Returns where it settled, for [`crate::allocation::allocation_shares`].
+pub fn allocate_ucpu<S, F>(cpus_ucpu: u64, n: usize, claim: F, out: &mut S) -> Level
 where
     S: ShareSlots + ?Sized,
     F: Fn(usize) -> Claim,
@@ -343,13 +360,13 @@ where
                 },
             );
         }
-        return;
+        return Level::Floors;
     }
     if ceilings <= cpus_ucpu {
         for i in 0..n {
             out.store(i, claim(i).ceiling());
         }
-        return;
+        return Level::All;
     }
     let mut remaining = cpus_ucpu;
     for i in 0..n {
@@ -369,7 +386,8 @@ where
             }
         }
         if total == 0 {
-            return;
+            // Everyone settled at a floor or a ceiling.
+            return Level::All;
         }
         // At the level remaining/total, VM i's share is remaining*w/total. Amounts compared in
         // units of 1/total micro-CPU, so that no division rounds.
@@ -394,7 +412,7 @@ where
                     out.store(i, mul_div(remaining, claim(i).weight, total));
                 }
             }
-            return;
+            return Level::At { remaining, total };
         }
         let cap = over >= under;
         for i in 0..n {

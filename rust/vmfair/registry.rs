@@ -14,8 +14,9 @@
 //! reaped while its VM lives on (a child that inherited the VM's file descriptor keeps it). An
 //! entry answers to its number only while that number names its own process.
 
+use crate::allocation::{self, AdmitError, Centi, Load, Reading};
 use crate::glue::{self, ProcStats, ProcessId, VmGroup};
-use crate::policy::{self, ShareMode};
+use crate::policy::{self, Claim, ShareMode, UCPU};
 use crate::sysctl::SysctlTable;
 use kernel::{prelude::*, sync::aref::ARef, task::Task};
 
@@ -33,6 +34,8 @@ pub(crate) struct Knobs {
     pub(crate) vcpu_slice_us: u32,
     /// One share per VM, or per vCPU.
     pub(crate) share_mode: ShareMode,
+    /// CPUs that reservations may not take, of the online ones.
+    pub(crate) headroom: Centi,
 }
 
 impl Knobs {
@@ -43,6 +46,7 @@ impl Knobs {
         class_weight: 0,
         vcpu_slice_us: 0,
         share_mode: ShareMode::PerVm,
+        headroom: Centi(0),
     };
 }
 
@@ -59,6 +63,14 @@ pub(crate) struct Vm {
     cookies: KVec<usize>,
     vcpus: KVec<Vcpu>,
     weight: Option<u32>,
+    /// Guaranteed CPU while it demands that much; 0 for none.
+    reservation: Centi,
+    /// CPU cap (CFS bandwidth of its group); 0 for none.
+    limit: Centi,
+    /// What the load monitor measured.
+    load: Load,
+    /// Its allocation and the shares that give it, while reservations are in force.
+    allocated: Option<(u64, u64)>,
     group: Option<VmGroup>,
     sysctl: Option<SysctlTable>,
 }
@@ -144,6 +156,29 @@ pub(crate) struct VmInfo {
     pub(crate) group_id: u64,
     /// KVM VMs of the process.
     pub(crate) vms: u32,
+    /// Reservation (0: none).
+    pub(crate) reservation: Centi,
+    /// Limit (0: none).
+    pub(crate) limit: Centi,
+    /// What the load monitor measured.
+    pub(crate) load: Load,
+    /// Allocation in micro-CPUs while reservations are in force.
+    pub(crate) allocated: Option<u64>,
+}
+
+/// What the load monitor has done so far.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct MonitorStats {
+    /// Passes over the VMs.
+    pub(crate) passes: u64,
+    /// VM readings taken.
+    pub(crate) readings: u64,
+    /// Time spent in passes, in nanoseconds.
+    pub(crate) busy_ns: u64,
+    /// Time of the last pass.
+    pub(crate) last_ns: u64,
+    /// Group share changes made from allocations.
+    pub(crate) share_updates: u64,
 }
 
 /// What [`Registry::vm_created`] did.
@@ -160,6 +195,8 @@ pub(crate) struct Registry {
     knobs: Knobs,
     class: Option<VmGroup>,
     vms: KVec<Vm>,
+    /// The load monitor's own figures.
+    pub(crate) monitor: MonitorStats,
     /// Group creations to fail with `ENOMEM`, for the KUnit suites.
     #[cfg(CONFIG_KUNIT)]
     pub(crate) fail_groups: u32,
@@ -172,6 +209,7 @@ impl Registry {
             knobs,
             class: None,
             vms: KVec::new(),
+            monitor: MonitorStats::default(),
             #[cfg(CONFIG_KUNIT)]
             fail_groups: 0,
         }
@@ -213,9 +251,16 @@ impl Registry {
         self.vms.iter().position(|v| v.cookies.contains(&vm))
     }
 
-    fn shares_of(&self, vm: &Vm) -> u64 {
+    /// The shares VM `vm` has from its weight alone.
+    fn base_shares(&self, vm: &Vm) -> u64 {
         let weight = vm.weight.unwrap_or(self.knobs.default_weight);
         policy::vm_shares(self.knobs.share_mode, weight, vm.vcpus.len() as u32)
+    }
+
+    /// The shares VM `vm` is given: from its allocation while reservations are in force.
+    fn shares_of(&self, vm: &Vm) -> u64 {
+        vm.allocated
+            .map_or_else(|| self.base_shares(vm), |(_, s)| s)
     }
 
     /// Makes sure the class group matches the knobs.
@@ -241,6 +286,10 @@ impl Registry {
         // update for the common case.
         if shares != policy::NICE_0_SHARES {
             group.set_shares(shares)?;
+        }
+        let quota = allocation::limit_quota_us(self.vms[i].limit);
+        if quota != 0 {
+            group.set_limit(quota, allocation::LIMIT_PERIOD_US)?;
         }
         attach_process(&self.vms[i].process, Some(&group))?;
         // Dropping the old group after the attach keeps the process grouped throughout.
@@ -309,6 +358,10 @@ impl Registry {
                 cookies,
                 vcpus: KVec::new(),
                 weight: None,
+                reservation: Centi(0),
+                limit: Centi(0),
+                load: Load::default(),
+                allocated: None,
                 group: None,
                 sysctl: None,
             },
@@ -408,6 +461,7 @@ impl Registry {
             let _ = self.apply(i);
             return Err(e);
         }
+        self.rebalance();
         Ok(())
     }
 
@@ -423,6 +477,7 @@ impl Registry {
             self.knobs = old;
             let _ = self.apply_knobs(knobs);
         }
+        self.rebalance();
         res
     }
 
@@ -453,6 +508,157 @@ impl Registry {
         Ok(())
     }
 
+    /// What may be reserved in all, in hundredths of a CPU.
+    fn capacity(&self, headroom: Centi) -> Centi {
+        allocation::capacity(glue::online_cpus(), headroom)
+    }
+
+    /// The reservations of all VMs but entry `skip`, in hundredths of a CPU.
+    fn reserved_except(&self, skip: Option<usize>) -> u64 {
+        self.vms
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != skip)
+            .map(|(_, v)| u64::from(v.reservation.0))
+            .sum()
+    }
+
+    /// Sets the reservation of the VM run by process `tgid`: `EINVAL` above its limit,
+    /// `ENOSPC` if the reservations of all VMs would exceed what may be reserved. Nothing
+    /// changes on error.
+    pub(crate) fn set_reservation(&mut self, tgid: i32, reservation: Centi) -> Result {
+        let i = self.index_of_tgid(tgid).ok_or(ESRCH)?;
+        let others = self.reserved_except(Some(i));
+        allocation::admit(
+            reservation,
+            self.vms[i].limit,
+            others,
+            self.capacity(self.knobs.headroom),
+        )
+        .map_err(admit_errno)?;
+        self.vms[i].reservation = reservation;
+        self.rebalance();
+        Ok(())
+    }
+
+    /// Sets the limit of the VM run by process `tgid` (CFS bandwidth of its group): `EINVAL`
+    /// below its reservation or where the scheduler refuses. Nothing changes on error.
+    pub(crate) fn set_limit(&mut self, tgid: i32, limit: Centi) -> Result {
+        let i = self.index_of_tgid(tgid).ok_or(ESRCH)?;
+        allocation::admit(self.vms[i].reservation, limit, 0, Centi(u32::MAX))
+            .map_err(admit_errno)?;
+        if let Some(g) = &self.vms[i].group {
+            g.set_limit(
+                allocation::limit_quota_us(limit),
+                allocation::LIMIT_PERIOD_US,
+            )?;
+        }
+        self.vms[i].limit = limit;
+        self.rebalance();
+        Ok(())
+    }
+
+    /// Sets the host headroom that reservations may not take: `ENOSPC` if the reservations in
+    /// force would no longer fit. Nothing changes on error.
+    pub(crate) fn set_headroom(&mut self, headroom: Centi) -> Result {
+        if self.reserved_except(None) > u64::from(self.capacity(headroom).0) {
+            return Err(ENOSPC);
+        }
+        let mut k = self.knobs;
+        k.headroom = headroom;
+        self.set_knobs(k)
+    }
+
+    /// One pass of the load monitor at `t_ns`: reads every VM's counters, then brings the
+    /// shares in line with the allocation.
+    pub(crate) fn monitor_pass(&mut self, t_ns: u64) {
+        let mut readings = 0;
+        for vm in self.vms.iter_mut() {
+            let Some(leader) = vm.process.leader() else {
+                continue;
+            };
+            if let Ok(st) = glue::process_stats(&leader) {
+                vm.load.update(Reading {
+                    t_ns,
+                    cpu_ns: st.cpu_ns,
+                    wait_ns: st.wait_ns,
+                });
+                readings += 1;
+            }
+        }
+        self.monitor.passes += 1;
+        self.monitor.readings += readings;
+        self.rebalance();
+    }
+
+    /// Shares from the allocation rule while any VM has a reservation; base shares otherwise.
+    ///
+    /// The allocation ([`policy::allocate_ucpu`]) takes each grouped VM's weight, its demand
+    /// as measured by the load monitor (all its vCPUs busy until measured), its reservation
+    /// and its limit; [`allocation::allocation_shares`] turns it into shares. A change of less
+    /// than 1/64 of the shares in force is not applied: setting shares takes every CPU's run
+    /// queue lock.
+    fn rebalance(&mut self) {
+        let reserved = self.knobs.enabled && self.vms.iter().any(|v| v.reservation.0 != 0);
+        let n = self.vms.len();
+        let mut scratch = KVec::new();
+        if reserved && scratch.resize(2 * n, 0u64, GFP_KERNEL).is_err() {
+            // Keep what is in force; the next pass tries again.
+            return;
+        }
+        if reserved {
+            let (mode, default_weight) = (self.knobs.share_mode, self.knobs.default_weight);
+            let vms = &self.vms;
+            let claim = |i: usize| {
+                let v = &vms[i];
+                if v.group.is_none() {
+                    return Claim::default();
+                }
+                let vcpus = v.vcpus.len() as u32;
+                let weight = v.weight.unwrap_or(default_weight);
+                Claim {
+                    weight: policy::effective_weight(mode, weight, vcpus),
+                    demand: v.load.demand(u64::from(vcpus.max(1)) * UCPU),
+                    reservation: v.reservation.ucpu(),
+                    limit: v.limit.ucpu(),
+                }
+            };
+            let cpus = u64::from(glue::online_cpus()) * UCPU;
+            let (alloc, shares) = scratch.split_at_mut(n);
+            let level = policy::allocate_ucpu(cpus, n, claim, alloc);
+            allocation::allocation_shares(
+                n,
+                level,
+                claim,
+                |i| alloc[i],
+                |i| self.base_shares(&self.vms[i]),
+                shares,
+            );
+        }
+        for i in 0..n {
+            let want = if reserved && self.vms[i].group.is_some() {
+                Some((scratch[i], scratch[n + i]))
+            } else {
+                None
+            };
+            let (old, new) = (
+                self.shares_of(&self.vms[i]),
+                want.map_or_else(|| self.base_shares(&self.vms[i]), |(_, s)| s),
+            );
+            self.vms[i].allocated = want;
+            if old.abs_diff(new) > old / 64 || (want.is_none() && old != new) {
+                if let Some(g) = &self.vms[i].group {
+                    if g.set_shares(new).is_ok() {
+                        self.monitor.share_updates += 1;
+                    }
+                }
+            } else if let Some((a, _)) = want {
+                // Keep the shares in force, record the new allocation.
+                self.vms[i].allocated = Some((a, old));
+            }
+        }
+    }
+
     /// A snapshot of the VM run by process `tgid`.
     pub(crate) fn info(&self, tgid: i32) -> Result<VmInfo> {
         let i = self.index_of_tgid(tgid).ok_or(ESRCH)?;
@@ -473,6 +679,10 @@ impl Registry {
             },
             group_id: vm.group.as_ref().map_or(0, |g| g.id()),
             vms: vm.cookies.len() as u32,
+            reservation: vm.reservation,
+            limit: vm.limit,
+            load: vm.load,
+            allocated: vm.allocated.map(|(a, _)| a),
         }
     }
 
@@ -498,5 +708,12 @@ impl Registry {
         self.index_of_tgid(tgid)
             .and_then(|i| self.vms[i].group.as_ref())
             .is_some_and(|g| g.contains(task))
+    }
+}
+
+fn admit_errno(e: AdmitError) -> Error {
+    match e {
+        AdmitError::NoRoom => ENOSPC,
+        AdmitError::AboveLimit => EINVAL,
     }
 }

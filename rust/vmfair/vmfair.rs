@@ -9,11 +9,14 @@
 //! The module is split by concern:
 //! - [`policy`]: pure arithmetic (weights, share modes, entitlement), shared with the host crate
 //!   `vmfair-policy`;
+//! - [`allocation`]: the arithmetic of reservations, limits and the load monitor, shared
+//!   likewise;
 //! - [`glue`]: the thin `unsafe` layer over the kernel's VM group interface;
 //! - [`kvm_notifier`] and [`sysctl`]: safe wrappers of KVM's VM notifier and of sysctl
 //!   directories, with nothing of vmfair in them;
 //! - [`registry`]: which processes run VMs, their vCPU threads, weights and groups;
-//! - [`interface`]: the sysctls and the KVM event handler;
+//! - [`interface`]: the sysctls, the KVM event handler and the load monitor's pass (a kernel
+//!   thread, every 100 ms);
 //! - `kunit`: the KUnit suites, run when the module is loaded on a `CONFIG_KUNIT=y` kernel.
 //!
 //! Loading adopts the VMs already running (KVM replays them to the new notifier); unloading
@@ -21,6 +24,8 @@
 
 use kernel::{prelude::*, sync::Arc};
 
+/// Public for the same reason as [`policy`].
+pub mod allocation;
 mod glue;
 mod interface;
 mod kvm_notifier;
@@ -48,6 +53,7 @@ struct VmFair {
     core: Arc<interface::Core>,
     notifier: Option<Pin<KBox<kvm_notifier::VmNotifier<interface::Core>>>>,
     sysctls: Option<sysctl::SysctlTable>,
+    monitor: Option<glue::Ticker<interface::Core>>,
 }
 
 impl kernel::Module for VmFair {
@@ -58,12 +64,14 @@ impl kernel::Module for VmFair {
             core,
             notifier: None,
             sysctls,
+            monitor: None,
         };
         // Replays the running VMs: they are adopted before this returns.
         this.notifier = Some(kvm_notifier::VmNotifier::register(
             c"vmfair",
             this.core.clone(),
         )?);
+        this.monitor = Some(glue::Ticker::new(this.core.clone(), c"vmfair-monitor")?);
         pr_info!(
             "loaded: {} VM process(es) adopted, default weight {}\n",
             this.core.nr_vms(),
@@ -75,6 +83,8 @@ impl kernel::Module for VmFair {
 
 impl Drop for VmFair {
     fn drop(&mut self) {
+        // Stopped first: no pass runs while the VMs go.
+        self.monitor = None;
         // Unregistered, and the events queued until then handled: no KVM event after this.
         self.notifier = None;
         let n = self.core.release_all();

@@ -64,6 +64,7 @@ pub(crate) fn errno_name(e: i32) -> String {
         libc::EPERM => "EPERM".into(),
         libc::EACCES => "EACCES".into(),
         libc::ENOENT => "ENOENT".into(),
+        libc::ENOSPC => "ENOSPC".into(),
         0 => "success".into(),
         e => format!("errno {e}"),
     }
@@ -275,9 +276,15 @@ fn checks(t: &mut Tally, pid: u32, nobody: u32) {
     ];
     let weight = format!("{ROOT}/vm/{pid}/weight");
     let vm_weight = f("vm_weight");
+    let reservation = format!("{ROOT}/vm/{pid}/reservation");
+    let limit = format!("{ROOT}/vm/{pid}/limit");
+    let headroom = f("reservation_headroom");
     let mut watch: Vec<&str> = globals.iter().map(String::as_str).collect();
     watch.push(&weight);
     watch.push(&vm_weight);
+    watch.push(&reservation);
+    watch.push(&limit);
+    watch.push(&headroom);
     let watch = &watch[..];
 
     // Global knobs: out of range, malformed, overflow.
@@ -326,6 +333,74 @@ fn checks(t: &mut Tally, pid: u32, nobody: u32) {
     accepted(t, &f("default_weight"), "100", &f("default_weight"), "100");
     accepted(t, &f("share_mode"), "vcpu", &f("share_mode"), "vcpu");
     accepted(t, &f("share_mode"), "vm", &f("share_mode"), "vm");
+
+    // Reservation, limit and headroom: CPUs with at most two decimals.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for file in [&reservation, &limit, &headroom] {
+        for v in [
+            "-1",
+            "1.255",
+            "1.",
+            ".5",
+            "abc",
+            "1,5",
+            "99999999999",
+            "10000.01",
+        ] {
+            rejected(t, file, v, libc::EINVAL, watch);
+        }
+    }
+    accepted(t, &reservation, "0.5\n", &reservation, "0.50");
+    // Admission control: the reservations may not exceed the CPUs (minus the headroom).
+    rejected(t, &reservation, &format!("{cpus}.01"), libc::ENOSPC, watch);
+    accepted(
+        t,
+        &reservation,
+        &format!("{cpus}"),
+        &reservation,
+        &format!("{cpus}.00"),
+    );
+    rejected(t, &headroom, "0.01", libc::ENOSPC, watch);
+    accepted(t, &reservation, "0.5", &reservation, "0.50");
+    accepted(t, &headroom, "0.25", &headroom, "0.25");
+    rejected(
+        t,
+        &reservation,
+        &format!("{}.76", cpus - 1),
+        libc::ENOSPC,
+        watch,
+    );
+    // A limit below the reservation, or a reservation above the limit: EINVAL.
+    rejected(t, &limit, "0.25", libc::EINVAL, watch);
+    accepted(t, &limit, "1.5", &limit, "1.50");
+    rejected(t, &reservation, "1.75", libc::EINVAL, watch);
+    let line = read(&f("vms"));
+    t.check(
+        "vms shows the VM's reservation and limit",
+        line.lines().any(|l| {
+            l.split_whitespace().next() == Some(&pid.to_string())
+                && l.contains("reservation 0.50 limit 1.50")
+        }),
+        &format!("read {line:?}"),
+    );
+    let stats = read(&format!("{ROOT}/vm/{pid}/stats"));
+    t.check(
+        "stats shows reservation, limit and the load monitor's figures",
+        [
+            "reservation 0.50",
+            "limit 1.50",
+            "used_1s ",
+            "ready_1s ",
+            "ready_pct_1s ",
+            "used_10s ",
+        ]
+        .iter()
+        .all(|k| stats.lines().any(|l| l.starts_with(k))),
+        &format!("read {stats:?}"),
+    );
+    accepted(t, &reservation, "0", &reservation, "0.00");
+    accepted(t, &limit, "0", &limit, "0.00");
+    accepted(t, &headroom, "0", &headroom, "0.00");
 
     // Without CAP_SYS_NICE every write fails with EPERM, and nothing changes.
     let targets = [

@@ -13,16 +13,23 @@
 #[path = "../../policy.rs"]
 mod policy;
 
+#[path = "../../allocation.rs"]
+pub mod allocation;
+
 pub use policy::{
     allocate_ucpu, effective_weight, entitlement_ucpu, parse_pid_weight, parse_share_mode,
     parse_u32, parse_weight, validate_slice_us, validate_weight, vm_shares, weight_to_shares,
-    Claim, ParseError, ShareMode, ShareSlots, MAX_SHARES, MIN_SHARES, NICE_0_SHARES, PID_MAX,
-    SLICE_US_MAX, SLICE_US_MIN, UCPU, WEIGHT_DEFAULT, WEIGHT_MAX, WEIGHT_MIN,
+    Claim, Level, ParseError, ShareMode, ShareSlots, MAX_SHARES, MIN_SHARES, NICE_0_SHARES,
+    PID_MAX, SLICE_US_MAX, SLICE_US_MIN, UCPU, WEIGHT_DEFAULT, WEIGHT_MAX, WEIGHT_MIN,
 };
 
 /// Test case tables shared with the module's KUnit suites.
 #[cfg(test)]
 pub mod cases {
+    pub use super::allocation::cases::{
+        check_admission_and_load, check_centi_case, check_shares_from_allocation_case, CENTI_CASES,
+        SHARES_FROM_ALLOCATION_CASES,
+    };
     pub use super::policy::cases::{
         check_allocation_case, check_entitlement_case, check_misc, check_pid_weight_case,
         check_shares_case, check_weight_parse_case, AllocationCase, EntitlementCase, PidWeightCase,
@@ -398,5 +405,35 @@ mod tests {
         entitlement(2.0, &[(100, 1), (100, 1)], &mut out);
         assert_eq!(out, [1.0]);
         assert_eq!(effective_weight(ShareMode::PerVcpu, 100, 3), 300);
+    }
+
+    #[test]
+    fn centi_cases() {
+        for c in CENTI_CASES {
+            assert!(
+                check_centi_case(c),
+                "input {:?}: got {:?}, want {:?}",
+                String::from_utf8_lossy(c.input),
+                crate::allocation::parse_centi(c.input),
+                c.expect
+            );
+        }
+    }
+
+    #[test]
+    fn admission_and_load() {
+        assert_eq!(check_admission_and_load(), Ok(()));
+    }
+
+    #[test]
+    fn shares_from_allocation_cases() {
+        for c in SHARES_FROM_ALLOCATION_CASES {
+            assert_eq!(
+                check_shares_from_allocation_case(c),
+                Ok(()),
+                "case: {}",
+                c.name
+            );
+        }
     }
 }

@@ -1,0 +1,533 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Reservations, limits and the load monitor: the arithmetic behind them.
+//!
+//! Like [`crate::policy`], this file uses `core` only and is compiled both into the module and
+//! into the host crate `vmfair-policy`, so `cargo test` and KUnit check the same code.
+//!
+//! - CPU amounts of the interface (`vm/<pid>/reservation`, `vm/<pid>/limit`,
+//!   `reservation_headroom`) are hundredths of a CPU ([`Centi`]), written and read with at most
+//!   two decimals.
+//! - Admission control: the reservations of all VMs together may not exceed the online CPUs
+//!   minus the headroom ([`admit`]).
+//! - A limit becomes a CFS bandwidth quota per [`LIMIT_PERIOD_US`] ([`limit_quota_us`]).
+//! - The load monitor keeps, per VM, CPU used and ready time (runnable, not running) over a
+//!   short and a long window ([`Load`]); used plus ready is the VM's demand.
+//! - [`allocation_shares`] turns the allocation of [`crate::policy::allocate_ucpu`] into group
+//!   shares, so that the fair scheduler hands each VM its allocation.
+
+use crate::policy::{mul_div, trim, Claim, Level, ParseError, MAX_SHARES, MIN_SHARES, UCPU};
+use core::fmt;
+
+/// Hundredths of a CPU in a CPU.
+pub const CENTI: u32 = 100;
+/// Largest amount the interface takes: 10000 CPUs.
+pub const CENTI_MAX: u32 = 10_000 * CENTI;
+
+/// A CPU amount in hundredths of a CPU; shown with two decimals (`1.25`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Centi(pub u32);
+
+impl Centi {
+    /// The amount in micro-CPUs.
+    pub const fn ucpu(self) -> u64 {
+        self.0 as u64 * (UCPU / CENTI as u64)
+    }
+}
+
+impl fmt::Display for Centi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{:02}", self.0 / CENTI, self.0 % CENTI)
+    }
+}
+
+/// Parses a CPU amount: digits, optionally a point and one or two more digits (`2`, `0.5`,
+/// `1.25`), blanks around allowed, at most [`CENTI_MAX`]. Signs, a bare point, a third decimal
+/// and anything else are refused.
+pub fn parse_centi(s: &[u8]) -> Result<Centi, ParseError> {
+    let s = trim(s);
+    if s.is_empty() {
+        return Err(ParseError::Empty);
+    }
+    let (int, frac) = match s.iter().position(|&b| b == b'.') {
+        Some(p) => (&s[..p], &s[p + 1..]),
+        None => (s, &b""[..]),
+    };
+    let has_point = int.len() != s.len();
+    if int.is_empty() || (has_point && frac.is_empty()) || frac.len() > 2 {
+        return Err(ParseError::Malformed);
+    }
+    let mut v: u32 = 0;
+    for &b in int {
+        if !b.is_ascii_digit() {
+            return Err(ParseError::Malformed);
+        }
+        v = v
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(u32::from(b - b'0')))
+            .ok_or(ParseError::Overflow)?;
+    }
+    let mut hundredths = 0;
+    for (i, &b) in frac.iter().enumerate() {
+        if !b.is_ascii_digit() {
+            return Err(ParseError::Malformed);
+        }
+        hundredths += u32::from(b - b'0') * if i == 0 { 10 } else { 1 };
+    }
+    let c = v
+        .checked_mul(CENTI)
+        .and_then(|v| v.checked_add(hundredths))
+        .ok_or(ParseError::Overflow)?;
+    if c > CENTI_MAX {
+        return Err(ParseError::OutOfRange);
+    }
+    Ok(Centi(c))
+}
+
+/// Why a reservation or limit was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdmitError {
+    /// The reservations would exceed what may be reserved (`-ENOSPC`).
+    NoRoom,
+    /// A reservation above the VM's own limit (`-EINVAL`).
+    AboveLimit,
+}
+
+/// What may be reserved in all: `cpus` online CPUs minus `headroom`, never below 0.
+pub const fn capacity(cpus: u32, headroom: Centi) -> Centi {
+    Centi((cpus.saturating_mul(CENTI)).saturating_sub(headroom.0))
+}
+
+/// Checks that one VM may have `reservation` and `limit` (0: none) while the other VMs reserve
+/// `others` in all and `capacity` may be reserved.
+pub const fn admit(
+    reservation: Centi,
+    limit: Centi,
+    others: u64,
+    capacity: Centi,
+) -> Result<(), AdmitError> {
+    if limit.0 != 0 && reservation.0 > limit.0 {
+        return Err(AdmitError::AboveLimit);
+    }
+    if reservation.0 != 0 && others + reservation.0 as u64 > capacity.0 as u64 {
+        return Err(AdmitError::NoRoom);
+    }
+    Ok(())
+}
+
+/// Period of the CFS bandwidth that enforces limits, in microseconds (cgroup v2's default).
+pub const LIMIT_PERIOD_US: u64 = 100_000;
+
+/// The bandwidth quota of a limit per [`LIMIT_PERIOD_US`], in microseconds; 0 for none.
+pub const fn limit_quota_us(limit: Centi) -> u64 {
+    limit.0 as u64 * (LIMIT_PERIOD_US / CENTI as u64)
+}
+
+/// Length of the monitor's short window, in nanoseconds.
+pub const SHORT_WINDOW_NS: u64 = 1_000_000_000;
+/// Length of the monitor's long window, in nanoseconds.
+pub const LONG_WINDOW_NS: u64 = 10_000_000_000;
+
+/// One reading of a VM's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reading {
+    /// When, in nanoseconds of a monotonic clock.
+    pub t_ns: u64,
+    /// CPU time of all its threads so far.
+    pub cpu_ns: u64,
+    /// Run-queue wait of its live threads so far.
+    pub wait_ns: u64,
+}
+
+/// A VM's load over the two windows, in micro-CPUs: exponentially weighted moving averages
+/// of the CPU it used and of its ready time (runnable but waiting), fed by [`Load::update`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Load {
+    last: Option<Reading>,
+    /// CPU used, short window.
+    pub used_short: u64,
+    /// Ready time, short window.
+    pub ready_short: u64,
+    /// CPU used, long window.
+    pub used_long: u64,
+    /// Ready time, long window.
+    pub ready_long: u64,
+    /// Readings averaged so far.
+    pub samples: u64,
+}
+
+/// `avg` moved towards `x` by `dt / window` (all of the way for `dt >= window`).
+fn ewma(avg: u64, x: u64, dt: u64, window: u64) -> u64 {
+    if dt >= window {
+        return x;
+    }
+    // No 128-bit division: the module cannot link it.
+    if x >= avg {
+        avg + mul_div(x - avg, dt, window)
+    } else {
+        avg - mul_div(avg - x, dt, window)
+    }
+}
+
+impl Load {
+    /// Takes a new reading. The first only sets the base; so does one whose clock did not
+    /// advance. Counters that went backwards (a thread's wait leaves with the thread) count as
+    /// no change for that interval. The first interval sets the averages outright.
+    pub fn update(&mut self, r: Reading) {
+        let Some(last) = self.last.replace(r) else {
+            return;
+        };
+        let dt = r.t_ns.saturating_sub(last.t_ns);
+        if dt == 0 {
+            self.last = Some(last);
+            return;
+        }
+        let rate = |now: u64, then: u64| mul_div(now.saturating_sub(then), UCPU, dt);
+        let used = rate(r.cpu_ns, last.cpu_ns);
+        let ready = rate(r.wait_ns, last.wait_ns);
+        if self.samples == 0 {
+            (self.used_short, self.ready_short) = (used, ready);
+            (self.used_long, self.ready_long) = (used, ready);
+        } else {
+            self.used_short = ewma(self.used_short, used, dt, SHORT_WINDOW_NS);
+            self.ready_short = ewma(self.ready_short, ready, dt, SHORT_WINDOW_NS);
+            self.used_long = ewma(self.used_long, used, dt, LONG_WINDOW_NS);
+            self.ready_long = ewma(self.ready_long, ready, dt, LONG_WINDOW_NS);
+        }
+        self.samples += 1;
+    }
+
+    /// What the VM would use, in micro-CPUs: used plus ready over the short window, or
+    /// `fallback` before the first interval.
+    pub fn demand(&self, fallback: u64) -> u64 {
+        if self.samples == 0 {
+            fallback
+        } else {
+            self.used_short + self.ready_short
+        }
+    }
+}
+
+/// Group shares that make the fair scheduler hand out `alloc` (from
+/// [`crate::policy::allocate_ucpu`] with the same `claim`s and its [`Level`]).
+///
+/// `base[i]` is VM `i`'s shares from its weight alone. A VM whose allocation is at or below the
+/// level `λ·weight` (at the level, or capped by its demand or limit) keeps its base shares:
+/// the VMs at the level then split what is left in proportion to weight, and a capped VM does
+/// not use more than it needs. A VM raised above the level by its reservation gets its base
+/// shares times `alloc / (λ·weight)`, which is what makes its share of the contended CPUs its
+/// allocation. When every VM gets its ceiling nobody needs more than base shares; when the
+/// floors fill the CPUs, shares follow the allocation. Results are clamped to the scheduler's
+/// range. `out[i]` receives VM `i`'s shares for `i < min(n, out.len())`.
+pub fn allocation_shares<F, A, B>(
+    n: usize,
+    level: Level,
+    claim: F,
+    alloc: A,
+    base: B,
+    out: &mut [u64],
+) where
+    F: Fn(usize) -> Claim,
+    A: Fn(usize) -> u64,
+    B: Fn(usize) -> u64,
+{
+    let n = n.min(out.len());
+    let (sum_base, sum_alloc) = (0..n).fold((0u64, 0u64), |(b, a), i| {
+        (b.saturating_add(base(i)), a.saturating_add(alloc(i)))
+    });
+    for (i, slot) in out.iter_mut().enumerate().take(n) {
+        let b = base(i);
+        // 128-bit products only compare; divisions stay 64-bit (the module cannot link 128-bit
+        // division).
+        let s = match level {
+            Level::All => b,
+            Level::Floors if sum_alloc == 0 => b,
+            Level::Floors => mul_div(alloc(i), sum_base, sum_alloc),
+            Level::At { remaining, total } => {
+                let w = claim(i).weight;
+                // λ·w = remaining·w/total; alloc > λ·w  <=>  alloc·total > remaining·w.
+                let a = alloc(i);
+                let above =
+                    u128::from(a) * u128::from(total) > u128::from(remaining) * u128::from(w);
+                if w == 0 || remaining == 0 || !above {
+                    b
+                } else {
+                    mul_div(b.saturating_mul(a), total, remaining.saturating_mul(w))
+                }
+            }
+        };
+        *slot = s.clamp(MIN_SHARES, MAX_SHARES);
+    }
+}
+
+/// Case tables shared by the host tests and the KUnit suites.
+#[cfg(any(test, CONFIG_KUNIT))]
+pub mod cases {
+    use super::*;
+    use crate::policy::allocate_ucpu;
+
+    /// One CPU-amount parsing case.
+    pub struct CentiCase {
+        /// The bytes written.
+        pub input: &'static [u8],
+        /// What [`parse_centi`] must return.
+        pub expect: Result<u32, ParseError>,
+    }
+
+    /// Parsing cases.
+    pub const CENTI_CASES: &[CentiCase] = &[
+        CentiCase {
+            input: b"1.25\n",
+            expect: Ok(125),
+        },
+        CentiCase {
+            input: b" 2 ",
+            expect: Ok(200),
+        },
+        CentiCase {
+            input: b"0.5",
+            expect: Ok(50),
+        },
+        CentiCase {
+            input: b"0",
+            expect: Ok(0),
+        },
+        CentiCase {
+            input: b"0.00",
+            expect: Ok(0),
+        },
+        CentiCase {
+            input: b"10000",
+            expect: Ok(CENTI_MAX),
+        },
+        CentiCase {
+            input: b"10000.01",
+            expect: Err(ParseError::OutOfRange),
+        },
+        CentiCase {
+            input: b"1.255",
+            expect: Err(ParseError::Malformed),
+        },
+        CentiCase {
+            input: b"1.",
+            expect: Err(ParseError::Malformed),
+        },
+        CentiCase {
+            input: b".5",
+            expect: Err(ParseError::Malformed),
+        },
+        CentiCase {
+            input: b"-1",
+            expect: Err(ParseError::Malformed),
+        },
+        CentiCase {
+            input: b"+1",
+            expect: Err(ParseError::Malformed),
+        },
+        CentiCase {
+            input: b"1.2.3",
+            expect: Err(ParseError::Malformed),
+        },
+        CentiCase {
+            input: b"1,5",
+            expect: Err(ParseError::Malformed),
+        },
+        CentiCase {
+            input: b"1 .5",
+            expect: Err(ParseError::Malformed),
+        },
+        CentiCase {
+            input: b"99999999999",
+            expect: Err(ParseError::Overflow),
+        },
+        CentiCase {
+            input: b"\n",
+            expect: Err(ParseError::Empty),
+        },
+    ];
+
+    /// Runs one parsing case, and checks that what parses shows as it would be written.
+    pub fn check_centi_case(c: &CentiCase) -> bool {
+        let got = parse_centi(c.input).map(|v| v.0);
+        if got != c.expect {
+            return false;
+        }
+        match got {
+            // Display round trip: 125 -> "1.25" -> 125.
+            Ok(v) => {
+                let mut buf = [0u8; 16];
+                let mut w = Buf(&mut buf, 0);
+                fmt::write(&mut w, format_args!("{}", Centi(v))).is_ok()
+                    && parse_centi(&w.0[..w.1]) == Ok(Centi(v))
+            }
+            Err(_) => true,
+        }
+    }
+
+    struct Buf<'a>(&'a mut [u8], usize);
+
+    impl fmt::Write for Buf<'_> {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            let end = self.1 + s.len();
+            if end > self.0.len() {
+                return Err(fmt::Error);
+            }
+            self.0[self.1..end].copy_from_slice(s.as_bytes());
+            self.1 = end;
+            Ok(())
+        }
+    }
+
+    /// Admission, quota and load-monitor checks; returns the number of the first failing one.
+    pub fn check_admission_and_load() -> Result<(), u32> {
+        let c = |v| Centi(v);
+        let mut load = Load::default();
+        let mut readings = [true; 6];
+        // 0.5 CPU used, 0.25 CPU ready per interval of 100 ms.
+        for k in 0..=20u64 {
+            load.update(Reading {
+                t_ns: k * 100_000_000,
+                cpu_ns: k * 50_000_000,
+                wait_ns: k * 25_000_000,
+            });
+        }
+        readings[0] = load.used_short == UCPU / 2 && load.ready_short == UCPU / 4;
+        readings[1] = load.demand(7) == 3 * UCPU / 4 && Load::default().demand(7) == 7;
+        // The load stops: the short average falls faster than the long one.
+        for k in 21..=30u64 {
+            load.update(Reading {
+                t_ns: k * 100_000_000,
+                cpu_ns: 20 * 50_000_000,
+                wait_ns: 20 * 25_000_000,
+            });
+        }
+        readings[2] = load.used_short < load.used_long && load.used_long < UCPU / 2;
+        // A counter that goes backwards counts as no change, not as a huge one.
+        let before = load.used_short;
+        load.update(Reading {
+            t_ns: 31 * 100_000_000,
+            cpu_ns: 0,
+            wait_ns: 0,
+        });
+        readings[3] = load.used_short <= before;
+        // A reading at the same instant changes nothing.
+        let same = load;
+        load.update(Reading {
+            t_ns: 31 * 100_000_000,
+            cpu_ns: u64::MAX / 2,
+            wait_ns: 0,
+        });
+        readings[4] = load == same;
+        readings[5] = load.samples == 31;
+        let checks = [
+            admit(c(100), c(0), 0, capacity(2, c(0))) == Ok(()),
+            admit(c(100), c(0), 100, capacity(2, c(0))) == Ok(()),
+            admit(c(101), c(0), 100, capacity(2, c(0))) == Err(AdmitError::NoRoom),
+            admit(c(100), c(0), 100, capacity(2, c(1))) == Err(AdmitError::NoRoom),
+            admit(c(0), c(0), 1000, capacity(2, c(0))) == Ok(()),
+            admit(c(150), c(100), 0, capacity(4, c(0))) == Err(AdmitError::AboveLimit),
+            admit(c(100), c(100), 0, capacity(4, c(0))) == Ok(()),
+            capacity(2, c(300)) == c(0),
+            limit_quota_us(c(150)) == 150_000,
+            limit_quota_us(c(1)) == 1_000,
+            limit_quota_us(c(0)) == 0,
+            c(125).ucpu() == 1_250_000,
+        ];
+        for (i, ok) in checks.iter().chain(readings.iter()).enumerate() {
+            if !ok {
+                return Err(i as u32);
+            }
+        }
+        Ok(())
+    }
+
+    /// One shares case: VMs `(weight, demand, reservation, limit)` in CPUs·100 on `cpus` CPUs,
+    /// base shares `weight * 1024 / 100`, and the shares expected.
+    pub struct SharesFromAllocationCase {
+        /// What the case shows.
+        pub name: &'static str,
+        /// CPUs.
+        pub cpus: u64,
+        /// `(weight, demand, reservation, limit)`, amounts in hundredths of a CPU.
+        pub vms: &'static [(u64, u64, u64, u64)],
+        /// Expected shares.
+        pub expect: &'static [u64],
+    }
+
+    /// Shares cases.
+    pub const SHARES_FROM_ALLOCATION_CASES: &[SharesFromAllocationCase] = &[
+        SharesFromAllocationCase {
+            name: "no reservation: base shares",
+            cpus: 2,
+            vms: &[(100, 200, 0, 0), (100, 100, 0, 0), (300, 100, 0, 0)],
+            expect: &[1024, 1024, 3072],
+        },
+        SharesFromAllocationCase {
+            // 1.2 to A, 0.2 to each of four: A's shares 6 times the others'.
+            name: "reservation 1.2 beside four busy VMs on 2 CPUs",
+            cpus: 2,
+            vms: &[
+                (100, 200, 120, 0),
+                (100, 100, 0, 0),
+                (100, 100, 0, 0),
+                (100, 100, 0, 0),
+                (100, 100, 0, 0),
+            ],
+            expect: &[6144, 1024, 1024, 1024, 1024],
+        },
+        SharesFromAllocationCase {
+            name: "a reservation below the level changes nothing",
+            cpus: 2,
+            vms: &[(100, 200, 50, 0), (100, 200, 0, 0)],
+            expect: &[1024, 1024],
+        },
+        SharesFromAllocationCase {
+            name: "demand below the level keeps base shares",
+            cpus: 2,
+            // 0.1 to the first, 1.5 to the reserved one, 0.4 (the level) to the last.
+            vms: &[(100, 10, 0, 0), (100, 200, 150, 0), (100, 200, 0, 0)],
+            expect: &[1024, 3840, 1024],
+        },
+        SharesFromAllocationCase {
+            name: "everyone met: base shares",
+            cpus: 4,
+            vms: &[(100, 100, 100, 0), (200, 100, 0, 0)],
+            expect: &[1024, 2048],
+        },
+        SharesFromAllocationCase {
+            name: "floors fill the CPUs: shares follow the allocation",
+            cpus: 2,
+            vms: &[(100, 200, 150, 0), (100, 200, 50, 0), (100, 100, 0, 0)],
+            expect: &[2304, 768, MIN_SHARES],
+        },
+    ];
+
+    /// Runs one shares case; on a mismatch returns the index of the first wrong VM.
+    pub fn check_shares_from_allocation_case(c: &SharesFromAllocationCase) -> Result<(), usize> {
+        let n = c.vms.len();
+        let claim = |i: usize| {
+            let (w, d, r, l) = c.vms[i];
+            Claim {
+                weight: w,
+                demand: d * (UCPU / 100),
+                reservation: r * (UCPU / 100),
+                limit: l * (UCPU / 100),
+            }
+        };
+        let mut alloc = [0u64; 8];
+        let level = allocate_ucpu(c.cpus * UCPU, n, claim, &mut alloc[..n]);
+        let mut out = [0u64; 8];
+        allocation_shares(
+            n,
+            level,
+            claim,
+            |i| alloc[i],
+            |i| c.vms[i].0 * 1024 / 100,
+            &mut out[..n],
+        );
+        match (0..n).find(|&i| out[i] != c.expect[i]) {
+            Some(i) => Err(i),
+            None => Ok(()),
+        }
+    }
+}
