@@ -16,7 +16,9 @@
 //! - [`allocation_shares`] turns the allocation of [`crate::policy::allocate_ucpu`] into group
 //!   shares, so that the fair scheduler hands each VM its allocation.
 
-use crate::policy::{mul_div, trim, Claim, Level, ParseError, MAX_SHARES, MIN_SHARES, UCPU};
+use crate::policy::{
+    mul_div, parse_u32, trim, Claim, Level, ParseError, MAX_SHARES, MIN_SHARES, UCPU,
+};
 use core::fmt;
 
 /// Hundredths of a CPU in a CPU.
@@ -57,16 +59,11 @@ pub fn parse_centi(s: &[u8]) -> Result<Centi, ParseError> {
     if int.is_empty() || (has_point && frac.is_empty()) || frac.len() > 2 {
         return Err(ParseError::Malformed);
     }
-    let mut v: u32 = 0;
-    for &b in int {
-        if !b.is_ascii_digit() {
-            return Err(ParseError::Malformed);
-        }
-        v = v
-            .checked_mul(10)
-            .and_then(|v| v.checked_add(u32::from(b - b'0')))
-            .ok_or(ParseError::Overflow)?;
+    // Digits only: parse_u32() would also take blanks around them (`1 .5`).
+    if !int.iter().all(u8::is_ascii_digit) {
+        return Err(ParseError::Malformed);
     }
+    let v = parse_u32(int)?;
     let mut hundredths = 0;
     for (i, &b) in frac.iter().enumerate() {
         if !b.is_ascii_digit() {

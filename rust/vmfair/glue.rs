@@ -232,6 +232,36 @@ pub(crate) fn new_session_autogroup(task: &Task) {
     unsafe { sched_autogroup_create_attach(task.as_ptr().cast()) };
 }
 
+/// Creates and wakes a kernel thread named `name` that runs `threadfn(data)`, and returns a
+/// reference on it for `kthread_stop()`.
+///
+/// # Safety
+///
+/// `threadfn` must be sound to run with `data` until `kthread_stop()` on the thread returns,
+/// and return only once the thread is stopped (`kthread_should_stop()`), so that it is alive
+/// for `kthread_stop()`. `name` is a format string: it must not contain `%`.
+unsafe fn start_kthread(
+    threadfn: unsafe extern "C" fn(*mut c_void) -> c_int,
+    data: *mut c_void,
+    name: &CStr,
+) -> Result<ARef<Task>> {
+    // SAFETY: the caller vouches for `threadfn`, `data` and `name`, a valid C string.
+    let t = from_err_ptr(unsafe {
+        bindings::kthread_create_on_node(
+            Some(threadfn),
+            data,
+            bindings::NUMA_NO_NODE,
+            name.as_ptr().cast(),
+        )
+    })?;
+    // SAFETY: `t` is a valid new kthread; we take a reference for `kthread_stop()`.
+    Ok(unsafe {
+        bindings::get_task_struct(t);
+        bindings::wake_up_process(t);
+        ARef::from_raw(NonNull::new_unchecked(t.cast::<Task>()))
+    })
+}
+
 /// A kernel thread that sleeps until stopped, for the KUnit suites.
 pub(crate) struct Sleeper(ARef<Task>);
 
@@ -247,21 +277,8 @@ unsafe extern "C" fn sleeper_fn(_data: *mut c_void) -> c_int {
 impl Sleeper {
     /// Starts the thread.
     pub(crate) fn new() -> Result<Self> {
-        // SAFETY: `sleeper_fn` is a valid thread function and the name a valid C string.
-        let t = from_err_ptr(unsafe {
-            bindings::kthread_create_on_node(
-                Some(sleeper_fn),
-                core::ptr::null_mut(),
-                bindings::NUMA_NO_NODE,
-                c"vmfair-kunit".as_ptr().cast(),
-            )
-        })?;
-        // SAFETY: `t` is a valid new kthread; we take a reference for `kthread_stop_put()`.
-        let task = unsafe {
-            bindings::get_task_struct(t);
-            bindings::wake_up_process(t);
-            ARef::from_raw(NonNull::new_unchecked(t.cast::<Task>()))
-        };
+        // SAFETY: `sleeper_fn` uses no data and returns only once stopped; the name has no `%`.
+        let task = unsafe { start_kthread(sleeper_fn, core::ptr::null_mut(), c"vmfair-kunit") }?;
         Ok(Self(task))
     }
 
@@ -324,29 +341,15 @@ impl<T: Tick> Ticker<T> {
     /// Starts the thread, named `name`, with a reference on `this`.
     pub(crate) fn new(this: Arc<T>, name: &'static CStr) -> Result<Self> {
         let data = Arc::into_raw(this);
-        // SAFETY: `ticker_fn::<T>` is a valid thread function taking `data` as its argument, and
-        // `name` is a valid C string without format directives.
-        let t = from_err_ptr(unsafe {
-            bindings::kthread_create_on_node(
-                Some(ticker_fn::<T>),
-                data.cast_mut().cast(),
-                bindings::NUMA_NO_NODE,
-                name.as_ptr().cast(),
-            )
-        });
-        let t = match t {
-            Ok(t) => t,
+        // SAFETY: `ticker_fn::<T>` borrows `data`, which stays valid until `Drop` has stopped the
+        // thread, and returns only once stopped; callers pass names without `%`.
+        let task = match unsafe { start_kthread(ticker_fn::<T>, data.cast_mut().cast(), name) } {
+            Ok(task) => task,
             Err(e) => {
                 // SAFETY: the thread was not created, so `data` is still ours alone.
                 drop(unsafe { Arc::from_raw(data) });
                 return Err(e);
             }
-        };
-        // SAFETY: `t` is a valid new kthread; we take a reference for `kthread_stop()`.
-        let task = unsafe {
-            bindings::get_task_struct(t);
-            bindings::wake_up_process(t);
-            ARef::from_raw(NonNull::new_unchecked(t.cast::<Task>()))
         };
         // INVARIANT: the thread runs `ticker_fn::<T>` with `data`, which is ours to drop.
         Ok(Self { task, data })
