@@ -14,10 +14,13 @@ use vmfair_scenario::{
     cpus_rounded, EventAction, EventSpec, GroupKind, Load, Policy, Scenario, ScenarioResult,
 };
 
-/// Allowed relative deviation from the entitlement.
+/// Allowed relative deviation from the entitlement, unless the scenario sets `tolerance_pct`.
 pub const TOLERANCE: f64 = 0.10;
 /// A run-time weight change must reach its new share within this many seconds.
 pub const SETTLE_LIMIT_S: f64 = 2.0;
+/// A run-time reservation or limit change (no weight change) must settle within this many
+/// seconds: the load monitor applies it at its next pass, 100 ms later.
+pub const ALLOC_SETTLE_LIMIT_S: f64 = 1.0;
 /// Length of the rolling window over which the settling share is measured.
 const ROLLING_S: f64 = 0.5;
 /// A VM must make progress in every span of this length of the time series.
@@ -82,12 +85,19 @@ fn share_mode(scn: &Scenario) -> vmfair_policy::ShareMode {
 /// (after the last such event): `clamp(λ·weight, min(reservation, D), D)` with `D =
 /// min(busy threads, limit)` ([`vmfair_policy::allocation`]). VMs placed by hand under a
 /// `cpu_max` get their cap, taken out first. None if the scenario is not one whose shares
-/// vmfair defines (not policy vmfair, idle/bursty VMs, host processes).
+/// vmfair defines (not policy vmfair or cgroup, idle/bursty VMs, host processes).
+///
+/// Under policy `cgroup` (one cgroup per VM with `cpu.weight`, a limit as `cpu.max`) the
+/// promise is the same weighted max-min share per VM, so the same entitlements serve as the
+/// anchor that vmfair's precision is measured beside.
 pub fn entitlements(scn: &Scenario) -> Option<Vec<(String, u32, f64)>> {
-    if scn.policy != Policy::Vmfair || !scn.host.is_empty() {
+    if !matches!(scn.policy, Policy::Vmfair | Policy::Cgroup) || !scn.host.is_empty() {
         return None;
     }
-    let mode = share_mode(scn);
+    let mode = match scn.policy {
+        Policy::Cgroup => vmfair_policy::ShareMode::PerVm,
+        _ => share_mode(scn),
+    };
     let mut capped = Vec::new();
     let mut fair = Vec::new();
     for vm in &scn.vm {
@@ -151,12 +161,15 @@ pub fn judge(scn: &Scenario, res: &ScenarioResult) -> Vec<Verdict> {
     let last_change = last_share_event(scn);
     let change = change_word(scn);
     let entitled = entitlements(scn);
+    let tol = tolerance(scn);
+    let settle_limit = settle_limit(scn);
 
     // Shares: over the whole window, or after a run-time change has had time to settle.
     if let Some(ent) = &entitled {
-        let from = last_change.map(|t| t + SETTLE_LIMIT_S);
+        let from = last_change.map(|t| t + settle_limit);
         let mut lines = Vec::new();
         let mut ok = true;
+        let mut worst: Option<(f64, String)> = None;
         for (name, inst, want) in ent {
             let Some(g) = vms.iter().find(|g| &g.name == name && g.instance == *inst) else {
                 ok = false;
@@ -172,21 +185,36 @@ pub fn judge(scn: &Scenario, res: &ScenarioResult) -> Vec<Verdict> {
                 lines.push(format!("{name}#{inst}: no time series after {from:?} s"));
                 continue;
             };
-            let good = (got - want).abs() <= TOLERANCE * want;
+            let good = (got - want).abs() <= tol * want;
             ok &= good;
+            let off = if *want > 0.0 {
+                (got - want).abs() / want
+            } else {
+                0.0
+            };
+            if worst.as_ref().is_none_or(|w| off > w.0) {
+                worst = Some((off, format!("{name}#{inst}")));
+            }
             lines.push(format!(
                 "{name}#{inst} {got:.3} CPU (entitled {want:.3}{})",
-                if good { "" } else { ", OUT of ±10%" }
+                if good {
+                    String::new()
+                } else {
+                    format!(", OUT of ±{}%", pct(tol))
+                }
             ));
         }
         let span = match from {
             None => format!("whole {:.1} s window", res.duration_s),
             Some(t) => format!("{t:.1}..{:.1} s, after the {change}", res.duration_s),
         };
+        let worst = worst.map_or(String::new(), |(off, who)| {
+            format!("; worst {:.1}% off ({who})", off * 100.0)
+        });
         v.push(verdict(
-            "shares within ±10% of entitlement",
+            &format!("shares within ±{}% of entitlement", pct(tol)),
             ok,
-            format!("{span}: {}", lines.join(", ")),
+            format!("{span}: {}{worst}", lines.join(", ")),
         ));
     }
 
@@ -204,25 +232,28 @@ pub fn judge(scn: &Scenario, res: &ScenarioResult) -> Vec<Verdict> {
             let Some(g) = vms.iter().find(|g| &g.name == name && g.instance == *inst) else {
                 continue;
             };
-            let settle = settle_time(&g.series, t_ev, *want, res.duration_s);
+            let settle = settle_time(&g.series, t_ev, *want, res.duration_s, tol);
+            let p = pct(tol);
             match settle {
-                Some(s) if s <= SETTLE_LIMIT_S => lines.push(format!(
-                    "{name}#{inst} settled at {want:.2} CPU ±10% after {s:.2} s"
+                Some(s) if s <= settle_limit => lines.push(format!(
+                    "{name}#{inst} settled at {want:.2} CPU ±{p}% after {s:.2} s"
                 )),
                 Some(s) => {
                     ok = false;
                     lines.push(format!(
-                        "{name}#{inst} took {s:.2} s (limit {SETTLE_LIMIT_S} s)"
+                        "{name}#{inst} took {s:.2} s (limit {settle_limit} s)"
                     ));
                 }
                 None => {
                     ok = false;
-                    lines.push(format!("{name}#{inst} never settled at {want:.2} CPU ±10%"));
+                    lines.push(format!(
+                        "{name}#{inst} never settled at {want:.2} CPU ±{p}%"
+                    ));
                 }
             }
         }
         v.push(verdict(
-            &format!("{change} reaches its share within 2 s"),
+            &format!("{change} reaches its share within {settle_limit} s"),
             ok && !lines.is_empty(),
             lines.join(", "),
         ));
@@ -292,7 +323,7 @@ pub fn judge(scn: &Scenario, res: &ScenarioResult) -> Vec<Verdict> {
 }
 
 /// Seconds from `t_ev` until the share reaches `want`: the first sample `t` at which the share
-/// over the rolling [`ROLLING_S`] window ending at `t` is inside ±[`TOLERANCE`] of `want`, and
+/// over the rolling [`ROLLING_S`] window ending at `t` is inside ±`tol` (relative) of `want`, and
 /// the mean share from `t` to the end of the series is too (so it holds, not just passes by).
 /// None if no sample qualifies with at least one more rolling window after it.
 pub fn settle_time(
@@ -300,9 +331,9 @@ pub fn settle_time(
     t_ev: f64,
     want: f64,
     end: f64,
+    tol: f64,
 ) -> Option<f64> {
-    let inside =
-        |cpu: f64, secs: f64| secs > 0.0 && ((cpu / secs) - want).abs() <= TOLERANCE * want;
+    let inside = |cpu: f64, secs: f64| secs > 0.0 && ((cpu / secs) - want).abs() <= tol * want;
     let last = series.last()?.t_s.min(end);
     series
         .iter()
@@ -434,6 +465,27 @@ pub fn series_svg(scn: &Scenario, res: &ScenarioResult) -> Option<String> {
     }
     s.push_str("</svg>\n");
     Some(s)
+}
+
+/// The relative tolerance of the scenario's shares: its `tolerance_pct`, else [`TOLERANCE`].
+fn tolerance(scn: &Scenario) -> f64 {
+    scn.tolerance_pct.map_or(TOLERANCE, |p| p / 100.0)
+}
+
+/// A tolerance as the verdicts print it, in percent ("10", "2.5").
+fn pct(tol: f64) -> String {
+    let p = format!("{:.1}", tol * 100.0);
+    p.strip_suffix(".0").map_or(p.clone(), str::to_string)
+}
+
+/// How long a run-time change may take to settle: [`SETTLE_LIMIT_S`] if a weight changes,
+/// [`ALLOC_SETTLE_LIMIT_S`] if only reservations and limits do.
+fn settle_limit(scn: &Scenario) -> f64 {
+    if scn.event.iter().any(|e| e.action == EventAction::Weight) {
+        SETTLE_LIMIT_S
+    } else {
+        ALLOC_SETTLE_LIMIT_S
+    }
 }
 
 /// Whether an event of `action` changes the entitlements: `weight`, `reservation`, `limit`.
@@ -616,22 +668,22 @@ vcpus = 4
     #[test]
     fn settle_time_measured() {
         let fast = ramp(1.0, 1.5, 4.0, 0.25);
-        let t = settle_time(&fast, 4.0, 1.5, 10.0).unwrap();
+        let t = settle_time(&fast, 4.0, 1.5, 10.0, TOLERANCE).unwrap();
         assert!((0.5..=1.0).contains(&t), "{t}");
         let slow = ramp(1.0, 1.5, 4.0, 3.0);
-        assert!(settle_time(&slow, 4.0, 1.5, 10.0).unwrap() > SETTLE_LIMIT_S);
+        assert!(settle_time(&slow, 4.0, 1.5, 10.0, TOLERANCE).unwrap() > SETTLE_LIMIT_S);
         let never = ramp(1.0, 1.0, 4.0, 0.0);
-        assert_eq!(settle_time(&never, 4.0, 1.5, 10.0), None);
+        assert_eq!(settle_time(&never, 4.0, 1.5, 10.0, TOLERANCE), None);
         // One noisy window late in the run does not undo a fast change.
         let mut blip = ramp(1.0, 1.5, 4.0, 0.25);
         for p in blip.iter_mut().skip(36) {
             p.cpu_s += 0.2;
         }
-        let t = settle_time(&blip, 4.0, 1.5, 10.0).unwrap();
+        let t = settle_time(&blip, 4.0, 1.5, 10.0, TOLERANCE).unwrap();
         assert!(t <= 1.0, "{t}");
         // Passing through the band on the way elsewhere is not settling.
         let overshoot = ramp(1.0, 2.0, 4.0, 0.25);
-        assert_eq!(settle_time(&overshoot, 4.0, 1.5, 10.0), None);
+        assert_eq!(settle_time(&overshoot, 4.0, 1.5, 10.0, TOLERANCE), None);
     }
 
     const CHANGE: &str = r#"

@@ -38,6 +38,10 @@ pub struct Scenario {
     /// Addition: run-time events inside the window (`[[event]]`), in order of `at_s`.
     #[serde(default)]
     pub event: Vec<EventSpec>,
+    /// Addition: how far (percent of the entitlement) a VM's share may be from it for the
+    /// judge to pass the run; None = the judge's default (10 %).
+    #[serde(default)]
+    pub tolerance_pct: Option<f64>,
 }
 
 /// What an `[[event]]` does.

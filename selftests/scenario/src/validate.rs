@@ -191,6 +191,11 @@ impl Scenario {
         if self.sample_ms != 0 {
             check_range(&mut errs, "sample_ms", self.sample_ms, 50, 5000);
         }
+        if let Some(t) = self.tolerance_pct {
+            if !(0.5..=50.0).contains(&t) {
+                errs.push(format!("tolerance_pct {t} not within 0.5..=50"));
+            }
+        }
         let mut last_at = 0.0;
         for (i, ev) in self.event.iter().enumerate() {
             let what = format!("event {} ({})", i + 1, ev.action);
@@ -555,6 +560,12 @@ action = "rmmod"
         );
         assert_eq!(s.event[1].value.as_ref().unwrap().to_string(), "300");
         assert_eq!(Scenario::from_toml_str(GOOD).unwrap().sample_ms, 0);
+        assert_eq!(Scenario::from_toml_str(GOOD).unwrap().tolerance_pct, None);
+        let tight = EVENTS.replace("sample_ms = 250", "sample_ms = 250\ntolerance_pct = 5");
+        assert_eq!(
+            Scenario::from_toml_str(&tight).unwrap().tolerance_pct,
+            Some(5.0)
+        );
     }
 
     #[test]
@@ -577,6 +588,16 @@ action = "rmmod"
                 "unknown variant",
             ),
             ("sample_ms = 250", "sample_ms = 10", "sample_ms"),
+            (
+                "sample_ms = 250",
+                "sample_ms = 250\ntolerance_pct = 0.1",
+                "tolerance_pct",
+            ),
+            (
+                "sample_ms = 250",
+                "sample_ms = 250\ntolerance_pct = 60",
+                "tolerance_pct",
+            ),
             ("\"50000 100000\"", "\"50 100000\"", "cpu_max"),
             ("\"50000 100000\"", "\"lots\"", "cpu_max"),
             ("key = \"kernel.vmfair.enabled\"", "key = \"a/b\"", "dotted"),

@@ -102,6 +102,10 @@ fn a_reserved_vm_beside_busy_vms() {
     assert_eq!(entitlements(&scn(&fine)).unwrap()[0].2, 1.2);
 }
 
+fn e_of(s: &Scenario) -> Vec<(String, u32, f64)> {
+    entitlements(s).unwrap()
+}
+
 #[test]
 fn a_limited_vm_beside_a_busy_vm() {
     let limited = r#"
@@ -125,9 +129,24 @@ name = "b"
     let two = limited.replace("name = \"b\"", "name = \"b\"\nvcpus = 2");
     let e = entitlements(&scn(&two)).unwrap();
     assert_eq!(e, [("a".into(), 0, 0.5), ("b".into(), 0, 1.5)]);
-    // Policy cgroup (limit as cpu.max): no vmfair entitlement to judge by.
+    // Policy cgroup (limit as cpu.max) promises the same: the anchor is judged alike.
     let cg = limited.replace("\"vmfair\"", "\"cgroup\"");
-    assert!(entitlements(&scn(&cg)).is_none());
+    assert_eq!(entitlements(&scn(&cg)).unwrap(), e_of(&scn(limited)));
+    // But per VM, whatever share mode a vmfair scenario would set.
+    let per_vcpu = "[sysctl]\n\"kernel.vmfair.share_mode\" = \"per-vcpu\"\n";
+    let cg3 = format!(
+        "{}\n[[vm]]\nname = \"c\"\nvcpus = 3\n{per_vcpu}",
+        cg.trim_end()
+    );
+    let e = entitlements(&scn(&cg3)).unwrap();
+    close(&e, &[("a", 0, 0.5), ("b", 0, 0.75), ("c", 0, 0.75)]);
+    // Stock and autogroup promise nothing per VM.
+    for p in ["stock", "autogroup"] {
+        let other = limited
+            .replace("limit = 0.5\n", "")
+            .replace("\"vmfair\"", &format!("{p:?}"));
+        assert!(entitlements(&scn(&other)).is_none(), "{p}");
+    }
 }
 
 const EVENTS: &str = r#"
@@ -188,10 +207,20 @@ fn a_reservation_change_is_judged_after_it_settles() {
     assert!(v.iter().all(|v| v.ok), "{v:?}");
     let names: Vec<&str> = v.iter().map(|v| v.name.as_str()).collect();
     assert!(
-        names.contains(&"run-time change reaches its share within 2 s"),
+        names.contains(&"run-time change reaches its share within 1 s"),
         "{names:?}"
     );
     assert!(v[0].detail.contains("after the run-time change"), "{v:?}");
+    assert!(v[0].detail.contains("; worst "), "{v:?}");
+    // A reservation change that takes 1.5 s misses its 1 s, where a weight change has 2 s.
+    res.groups[0].series = ramp(1.0, 1.5, 4.0, 1.25);
+    res.groups[1].series = ramp(1.0, 0.5, 4.0, 1.25);
+    let v = judge(&s, &res);
+    let late = v
+        .iter()
+        .find(|v| v.name == "run-time change reaches its share within 1 s")
+        .unwrap();
+    assert!(!late.ok && late.detail.contains("took 1.75 s"), "{late:?}");
     // Shares that stay at the old weights fail.
     res.groups[0].series = ramp(1.0, 1.0, 4.0, 0.0);
     res.groups[1].series = ramp(1.0, 1.0, 4.0, 0.0);
@@ -205,7 +234,7 @@ fn a_reservation_change_is_judged_after_it_settles() {
         failed,
         [
             "shares within ±10% of entitlement",
-            "run-time change reaches its share within 2 s"
+            "run-time change reaches its share within 1 s"
         ],
         "{v:?}"
     );
@@ -287,4 +316,29 @@ fn the_alloc_scenarios_are_entitled_as_designed() {
         before,
         [("limited".into(), 0, 1.0), ("free".into(), 0, 1.0)]
     );
+}
+
+#[test]
+fn a_scenario_tolerance_tightens_the_shares_verdict() {
+    // a gets 1.45 CPU of its 1.5, b 0.52 of its 0.5: inside ±10 %, outside ±2.5 %.
+    let mut res = result(vec![
+        group("a", 0, 14.5, Vec::new()),
+        group("b", 0, 5.2, Vec::new()),
+    ]);
+    res.duration_s = 10.0;
+    let plain = EVENTS
+        .split("[[event]]")
+        .next()
+        .unwrap()
+        .replace("vcpus = 2\n[[vm]]", "vcpus = 2\nreservation = 1.5\n[[vm]]");
+    let v = judge(&scn(&plain), &res);
+    assert!(
+        v[0].ok && v[0].name == "shares within ±10% of entitlement",
+        "{v:?}"
+    );
+    assert!(v[0].detail.contains("worst 4.0% off (b#0)"), "{v:?}");
+    let tight = plain.replacen("\n", "\ntolerance_pct = 2.5\n", 1);
+    let v = judge(&scn(&tight), &res);
+    assert_eq!(v[0].name, "shares within ±2.5% of entitlement", "{v:?}");
+    assert!(!v[0].ok && v[0].detail.contains("OUT of ±2.5%"), "{v:?}");
 }
