@@ -63,12 +63,67 @@ fn legend(s: &mut String, exp: &Experiment, x0: f64, y: f64, policies: &[&str]) 
     }
 }
 
+/// Width per VM group of a panel figure with many VMs (px).
+const MIN_GROUP_W: f64 = 56.0;
+/// About the width of a character of the 12 px labels (px).
+const CHAR_W: f64 = 6.5;
+
+/// A panel VM's label under its bars: its name, then its vCPUs, its weight
+/// (where the panel has any other than the default), its reservation and
+/// its limit.
+fn vm_label(v: &super::panels::VmPoint, weighted: bool) -> (String, Vec<String>) {
+    let mut details = vec![format!("{} vCPU", v.vcpus)];
+    if weighted {
+        details.push(format!("w {}", v.weight));
+    }
+    if v.reservation > 0.0 {
+        details.push(format!("r {:.2}", v.reservation));
+    }
+    if v.limit > 0.0 {
+        details.push(format!("l {:.2}", v.limit));
+    }
+    (v.label.clone(), details)
+}
+
 /// `panel-<name>.svg`: per VM a group of bars, one per policy (mean CPU,
 /// a thin line from the lowest to the highest repetition), and the VM's
-/// entitlement as a black mark across its group.
+/// entitlement as a black mark across its group. Under each group the VM's
+/// label, on one line where the labels fit, else a line per part (a panel
+/// of many VMs; the figure also widens with them).
 pub fn panel_svg(exp: &Experiment, def: &PanelDef, pts: &[&PanelPoint]) -> String {
-    let (w, h) = (460.0, 270.0);
-    let (l, t, pw, ph) = (50.0, 52.0, 390.0, 170.0);
+    let labels: Vec<((String, Vec<String>), f64)> = pts
+        .iter()
+        .find(|p| !p.vms.is_empty())
+        .map(|p| {
+            // Weights are named where the panel has any other than the default.
+            let weighted = p.vms.iter().any(|v| v.weight != 100);
+            p.vms
+                .iter()
+                .map(|v| (vm_label(v, weighted), v.entitled))
+                .collect()
+        })
+        .unwrap_or_default();
+    let groups = labels.len().max(1) as f64;
+    let (l, t, ph) = (50.0, 52.0, 170.0);
+    let pw = (MIN_GROUP_W * groups).max(390.0);
+    let gw = pw / groups;
+    let one_line: Vec<String> = labels
+        .iter()
+        .map(|((name, d), _)| format!("{name} ({})", d.join(", ")))
+        .collect();
+    let stacked = one_line
+        .iter()
+        .any(|x| CHAR_W * x.chars().count() as f64 > gw - 6.0);
+    let lines = if stacked {
+        labels
+            .iter()
+            .map(|((_, d), _)| 1 + d.len())
+            .max()
+            .unwrap_or(1)
+    } else {
+        1
+    };
+    let (w, h) = (l + pw + 20.0, 270.0 + 13.0 * (lines - 1) as f64);
     let mut s = String::new();
     svg::start(&mut s, w, h, 12, true);
     let _ = writeln!(
@@ -86,25 +141,6 @@ pub fn panel_svg(exp: &Experiment, def: &PanelDef, pts: &[&PanelPoint]) -> Strin
         l + pw - 52.0,
         l + pw - 48.0
     );
-    let labels: Vec<(String, f64)> = pts
-        .iter()
-        .find(|p| !p.vms.is_empty())
-        .map(|p| {
-            // Weights are named where the panel has any other than the default.
-            let weighted = p.vms.iter().any(|v| v.weight != 100);
-            p.vms
-                .iter()
-                .map(|v| {
-                    let lab = if weighted {
-                        format!("{} ({} vCPU, w {})", v.label, v.vcpus, v.weight)
-                    } else {
-                        format!("{} ({} vCPU)", v.label, v.vcpus)
-                    };
-                    (lab, v.entitled)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
     let vmax = pts
         .iter()
         .flat_map(|p| p.vms.iter())
@@ -113,11 +149,9 @@ pub fn panel_svg(exp: &Experiment, def: &PanelDef, pts: &[&PanelPoint]) -> Strin
     let top = axis_top(vmax, 0.5, 1.0);
     grid(&mut s, l, t, pw, ph, top, 0.5, 1);
     let y = |v: f64| t + ph * (1.0 - v / top);
-    let groups = labels.len().max(1) as f64;
-    let gw = pw / groups;
     let nb = pols.len().max(1) as f64;
     let bw = (gw * 0.7 / nb).min(40.0);
-    for (k, (lab, ent)) in labels.iter().enumerate() {
+    for (k, ((name, details), ent)) in labels.iter().enumerate() {
         let gx = l + gw * k as f64 + (gw - bw * nb) / 2.0;
         for (b, p) in pts.iter().enumerate() {
             let Some(st) = p.vms.get(k).and_then(|v| v.cpu) else {
@@ -150,13 +184,25 @@ pub fn panel_svg(exp: &Experiment, def: &PanelDef, pts: &[&PanelPoint]) -> Strin
             gx + bw * nb + 2.0,
             y(*ent)
         );
-        let _ = writeln!(
-            s,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-            l + gw * (k as f64 + 0.5),
-            t + ph + 16.0,
-            esc(lab)
-        );
+        let x = l + gw * (k as f64 + 0.5);
+        if stacked {
+            let parts = std::iter::once(name).chain(details);
+            for (i, part) in parts.enumerate() {
+                let _ = writeln!(
+                    s,
+                    r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle" font-size="11">{}</text>"#,
+                    t + ph + 16.0 + 13.0 * i as f64,
+                    esc(part)
+                );
+            }
+        } else {
+            let _ = writeln!(
+                s,
+                r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+                t + ph + 16.0,
+                esc(&one_line[k])
+            );
+        }
     }
     let _ = writeln!(
         s,

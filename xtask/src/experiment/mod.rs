@@ -1,7 +1,7 @@
 //! The study's experiment (`make demo`, `make bench`): a target VM running
 //! the bench suite beside 0..N dummy VMs, under every grouping policy, and
-//! beside it panels, fixed sets of VMs (different sizes or weights) whose
-//! CPU is held against their entitlement.
+//! beside it panels, fixed sets of VMs (different sizes, weights or
+//! reservations) whose CPU is held against their entitlement.
 //!
 //! An experiment file (`qemu-test/experiments/*.toml`) is expanded into
 //! scenario files (the sweep: one per policy, dummy kind, dummy count and

@@ -119,11 +119,17 @@ fn bad_panels_rejected() {
 }
 
 fn panel_result(name: &str, cpus: &[(&str, f64)], valid: bool) -> ScenarioResult {
+    let cpus: Vec<(&str, u32, f64)> = cpus.iter().map(|(vm, cpu)| (*vm, 0, *cpu)).collect();
+    panel_result_of(name, &cpus, valid)
+}
+
+/// A result with (VM, instance, CPU) groups.
+fn panel_result_of(name: &str, cpus: &[(&str, u32, f64)], valid: bool) -> ScenarioResult {
     let groups: Vec<serde_json::Value> = cpus
         .iter()
         .enumerate()
-        .map(|(i, (vm, cpu))| {
-            serde_json::json!({"kind": "vm", "name": vm, "instance": 0, "pid": 10 + i,
+        .map(|(i, (vm, inst, cpu))| {
+            serde_json::json!({"kind": "vm", "name": vm, "instance": inst, "pid": 10 + i,
                                "vcpus": 1, "cpu_s": cpu * 5.0, "work": 1, "index": null})
         })
         .collect();
@@ -468,4 +474,205 @@ fn the_repository_files_fit_the_code() {
         .collect();
     let out = super::rst::render(&template, &fills).unwrap();
     assert!(out.contains("\n<SWEEP>\n") && !out.contains("\n@"));
+}
+
+/// A panel with a reservation and a limit, after [`EXP`]'s: `reserved`
+/// (0.8 CPU reserved), four `crowd` VMs and `capped` (limited to 0.2 CPU).
+/// Under vmfair: 0.8, 0.25 each and 0.2 of the 2 CPUs; as equal shares
+/// (the stock run's scenario read as vmfair's), 1/3 each.
+const ALLOC: &str = r#"
+[[panel]]
+name = "r"
+title = "A reserved VM"
+policies = ["stock", "cg", "vmfair"]
+repetitions = 1
+[[panel.vm]]
+name = "reserved"
+reservation = 0.8
+[[panel.vm]]
+name = "crowd"
+count = 4
+[[panel.vm]]
+name = "capped"
+limit = 0.2
+"#;
+
+fn alloc_exp() -> Experiment {
+    let e: Experiment = toml::from_str(&format!("{EXP}{ALLOC}")).unwrap();
+    e.check().unwrap();
+    e
+}
+
+fn alloc_job<'a>(jobs: &'a [PanelJob], policy: &str) -> &'a PanelJob {
+    jobs.iter()
+        .find(|j| j.panel == "r" && j.policy == policy)
+        .unwrap()
+}
+
+#[test]
+fn reservations_and_limits_only_where_the_policy_has_them() {
+    use vmfair_scenario::Scenario;
+    let e = alloc_exp();
+    let jobs = e.panel_jobs();
+    let amounts = |toml: &str| -> Vec<(f64, f64)> {
+        let s = Scenario::from_toml_str(toml).unwrap();
+        s.vm.iter().map(|v| (v.reservation, v.limit)).collect()
+    };
+    // Stock has neither: the scenario format refuses both under stock.
+    let stock = alloc_job(&jobs, "stock");
+    assert!(!stock.toml.contains("reservation") && !stock.toml.contains("limit"));
+    assert_eq!(amounts(&stock.toml), [(0.0, 0.0); 3]);
+    // cgroup (the entry "cg") has the limit, as the VM's cpu.max.
+    let cg = alloc_job(&jobs, "cg");
+    assert!(!cg.toml.contains("reservation"), "{}", cg.toml);
+    assert_eq!(amounts(&cg.toml), [(0.0, 0.0), (0.0, 0.0), (0.0, 0.2)]);
+    let vmfair = alloc_job(&jobs, "vmfair");
+    assert_eq!(amounts(&vmfair.toml), [(0.8, 0.0), (0.0, 0.0), (0.0, 0.2)]);
+    // Every policy's run is held against the same scenario (but its name):
+    // vmfair's.
+    for j in [stock, cg, vmfair] {
+        assert_eq!(
+            j.vmfair_toml.replace(&j.name, "NAME"),
+            vmfair.toml.replace(&vmfair.name, "NAME")
+        );
+    }
+    // The stock run's own scenario has no entitlement, and read as
+    // vmfair's it would have no reservation: equal shares.
+    let scn = Scenario::from_toml_str(&stock.toml).unwrap();
+    assert!(crate::fairness::entitlements(&scn).is_none());
+    let mut as_vmfair = scn.clone();
+    as_vmfair.policy = vmfair_scenario::Policy::Vmfair;
+    let equal = crate::fairness::entitlements(&as_vmfair).unwrap();
+    assert!(
+        equal.iter().all(|e| (e.2 - 2.0 / 6.0).abs() < 1e-5),
+        "{equal:?}"
+    );
+    // What a stock run is held against: the reservation and the limit.
+    let cpus: Vec<(&str, u32, f64)> = [("reserved", 0, 0.34), ("capped", 0, 0.34)]
+        .into_iter()
+        .chain((0..4).map(|i| ("crowd", i, 0.33)))
+        .collect();
+    let r = panel_run(stock, &panel_result_of(&stock.name, &cpus, true)).unwrap();
+    assert!(r.valid, "{:?}", r.problems);
+    let ent: Vec<(&str, f64)> = r
+        .vms
+        .iter()
+        .map(|v| (v.label.as_str(), v.entitled))
+        .collect();
+    let want = [
+        ("reserved", 0.8),
+        ("crowd#0", 0.25),
+        ("crowd#1", 0.25),
+        ("crowd#2", 0.25),
+        ("crowd#3", 0.25),
+        ("capped", 0.2),
+    ];
+    assert_eq!(ent.len(), want.len());
+    for (got, want) in ent.iter().zip(want) {
+        assert_eq!(got.0, want.0);
+        assert!((got.1 - want.1).abs() < 1e-9, "{got:?} against {want:?}");
+    }
+}
+
+#[test]
+fn bad_reservations_and_limits_rejected() {
+    for (from, to) in [
+        // 3 x 0.8 CPU reserved on 2 CPUs: refused under vmfair, so refused
+        // although the stock scenario has no reservation.
+        (
+            "name = \"reserved\"\nreservation = 0.8",
+            "name = \"reserved\"\ncount = 3\nreservation = 0.8",
+        ),
+        // A reservation above the VM's limit.
+        ("reservation = 0.8", "reservation = 0.8\nlimit = 0.5"),
+        ("reservation = 0.8", "reservation = -0.8"),
+        ("limit = 0.2", "limit = 65.0"),
+    ] {
+        assert!(ALLOC.contains(from), "{from}");
+        let text = format!("{EXP}{}", ALLOC.replacen(from, to, 1));
+        let e: Experiment = toml::from_str(&text).unwrap();
+        assert!(e.check().is_err(), "accepted: {to}");
+    }
+}
+
+fn alloc_runs(e: &Experiment) -> BTreeMap<String, PanelRun> {
+    let jobs = e.panel_jobs();
+    let mut runs = BTreeMap::new();
+    for (pol, reserved, crowd, capped) in [
+        ("stock", 0.34, [0.33; 4], 0.34),
+        ("cg", 0.36, [0.36; 4], 0.2),
+        ("vmfair", 0.78, [0.25, 0.24, 0.26, 0.25], 0.2),
+    ] {
+        let j = alloc_job(&jobs, pol);
+        let cpus: Vec<(&str, u32, f64)> = [("reserved", 0, reserved), ("capped", 0, capped)]
+            .into_iter()
+            .chain((0..4).map(|i| ("crowd", i, crowd[i as usize])))
+            .collect();
+        let r = panel_run(j, &panel_result_of(&j.name, &cpus, true)).unwrap();
+        runs.insert(j.name.clone(), r);
+    }
+    runs
+}
+
+#[test]
+fn a_reserved_vm_in_the_summary_tables_and_figure() {
+    let e = alloc_exp();
+    let pts = panel_points(&e, &alloc_runs(&e)).unwrap();
+    let mine: Vec<&PanelPoint> = pts.iter().filter(|p| p.panel == "r").collect();
+    assert_eq!(mine.len(), 3);
+    // The crowd's four VMs as one entry, their CPU as the range over them;
+    // the entitlement with the reservation and the limit, under every policy.
+    let line = panel_summary("A reserved VM", &mine).unwrap();
+    assert_eq!(
+        line,
+        "**A reserved VM**: CPU per VM (reserved / crowd#0–3 / capped): stock 0.34 / 0.33 / \
+         0.34, cg 0.36 / 0.36 / 0.20, vmfair 0.78 / 0.24–0.26 / 0.20; entitled 0.80 / 0.25 / \
+         0.20; reservation 0.80 / – / –; limit – / – / 0.20. Farthest VM from its \
+         entitlement: stock +70 %, cg -55 %, vmfair -4 %."
+    );
+    // Panels without reservations or limits have no such columns.
+    let md = panels_md(&e, &pts);
+    let (before, alloc) = md.split_once("## A reserved VM").unwrap();
+    assert!(!before.contains("reservation") && !before.contains("limit"));
+    assert!(alloc.contains(
+        "| VM | vCPUs | weight | reservation | limit | stock | cg | vmfair | entitled |\n\
+         |---|---|---|---|---|---|---|---|---|\n"
+    ));
+    assert!(
+        alloc.contains("| reserved | 1 | 100 | 0.80 | – | 0.340 | 0.360 | 0.780 | 0.800 |"),
+        "{alloc}"
+    );
+    assert!(alloc.contains("| crowd#2 | 1 | 100 | – | – | 0.330 | 0.360 | 0.260 | 0.250 |"));
+    assert!(alloc.contains("| capped | 1 | 100 | – | 0.20 | 0.340 | 0.200 | 0.200 | 0.200 |"));
+    assert!(alloc.contains("with the VM's reservation and limit whatever the policy"));
+    let rst = super::rst::panels_rst(&e, &pts);
+    let (before, alloc) = rst.split_once("A reserved VM\n").unwrap();
+    assert!(!before.contains("reservation"));
+    assert!(alloc.contains(
+        "   * - VM\n     - vCPUs\n     - weight\n     - reservation\n     - limit\n     - \
+         ``stock``\n"
+    ));
+    assert!(
+        alloc.contains(
+            "   * - reserved\n     - 1\n     - 100\n     - 0.80\n     - –\n     - 0.340\n"
+        ),
+        "{alloc}"
+    );
+    // The figure: six VMs' labels do not fit on one line each, so they
+    // stack (name, vCPUs, reservation or limit), the figure a line taller.
+    let svg = panel_svg(&e, &e.panel[2], &mine);
+    assert!(svg.contains("height=\"296\""), "{svg}");
+    assert!(svg.contains(">reserved</text>") && svg.contains(">r 0.80</text>"));
+    assert!(svg.contains(">l 0.20</text>") && svg.contains(">crowd#3</text>"));
+    assert!(!svg.contains("(1 vCPU"), "{svg}");
+    // The reserved VM's entitlement mark at 0.8 of an axis up to 1:
+    // y = 52 + 170 * (1 - 0.8).
+    assert!(svg.contains("y1=\"86.0\""), "{svg}");
+    // Nine VMs widen the figure: 56 px per VM.
+    let mut wide = e.clone();
+    wide.panel[2].vm[1].count = 7;
+    let pts = panel_points(&wide, &BTreeMap::new()).unwrap();
+    let mine: Vec<&PanelPoint> = pts.iter().filter(|p| p.panel == "r").collect();
+    let svg = panel_svg(&wide, &wide.panel[2], &mine);
+    assert!(svg.contains("width=\"574\""), "{svg}");
 }

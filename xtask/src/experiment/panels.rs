@@ -3,8 +3,11 @@
 //! the experiment's policies, each VM's CPU held against what it is entitled
 //! to. Where the sweep asks what the target VM's benchmark keeps, a panel
 //! asks whether the CPU is shared as vmfair promises: weighted max-min fair
-//! shares per VM (`crate::fairness::entitlements`, the module's own
-//! arithmetic), whatever the policy the panel runs under.
+//! shares per VM with their reservations and limits
+//! (`crate::fairness::entitlements`, the module's own arithmetic), whatever
+//! the policy the panel runs under: a reservation or limit is written only
+//! into the scenarios of policies that have it, but what every VM is held
+//! against is its entitlement under vmfair, with them.
 
 use super::points::Stat;
 use super::spec::Experiment;
@@ -12,7 +15,7 @@ use anyhow::{anyhow, bail, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use vmfair_scenario::{GroupKind, Policy, Scenario, ScenarioResult};
+use vmfair_scenario::{cpus_rounded, GroupKind, Scenario, ScenarioResult};
 
 /// A `[[panel]]` of the experiment file.
 #[derive(Clone, Debug, Deserialize)]
@@ -43,6 +46,14 @@ pub struct PanelVm {
     pub load: String,
     #[serde(default)]
     pub weight: Option<u32>,
+    /// CPUs guaranteed to each instance while it demands them: written
+    /// only under policy vmfair (the only one with a minimum).
+    #[serde(default)]
+    pub reservation: Option<f64>,
+    /// The most CPUs each instance gets: written under vmfair, and under
+    /// cgroup as the VM's `cpu.max` (the scenario format's rules).
+    #[serde(default)]
+    pub limit: Option<f64>,
 }
 
 fn one() -> u32 {
@@ -61,6 +72,10 @@ pub struct PanelJob {
     pub policy: String,
     pub rep: u32,
     pub toml: String,
+    /// The same scenario under policy vmfair, with every reservation and
+    /// limit whatever `toml`'s policy keeps of them: what each VM is
+    /// entitled to in every policy's run.
+    pub vmfair_toml: String,
 }
 
 impl Experiment {
@@ -80,13 +95,15 @@ impl Experiment {
                 }
                 for pol in &p.policies {
                     let name = format!("{}-{}-{pol}-r{rep}", self.name, p.name);
-                    let toml = self.panel_toml(&name, p, pol);
+                    let toml = self.panel_toml(&name, p, self.real_policy(pol));
+                    let vmfair_toml = self.panel_toml(&name, p, "vmfair");
                     out.push(PanelJob {
                         name,
                         panel: p.name.clone(),
                         policy: pol.clone(),
                         rep,
                         toml,
+                        vmfair_toml,
                     });
                 }
             }
@@ -94,12 +111,17 @@ impl Experiment {
         out
     }
 
-    fn panel_toml(&self, name: &str, p: &PanelDef, policy: &str) -> String {
-        let real = self
-            .policy
+    /// The grouping policy of the `[[policy]]` entry `policy`.
+    fn real_policy<'a>(&'a self, policy: &'a str) -> &'a str {
+        self.policy
             .iter()
             .find(|d| d.name == policy)
-            .map_or(policy, |d| d.policy.as_deref().unwrap_or(&d.name));
+            .map_or(policy, |d| d.policy.as_deref().unwrap_or(&d.name))
+    }
+
+    /// A panel's scenario under the grouping policy `real`, with the
+    /// reservations and limits that policy has.
+    fn panel_toml(&self, name: &str, p: &PanelDef, real: &str) -> String {
         let mut s = String::new();
         let _ = writeln!(
             s,
@@ -120,6 +142,12 @@ impl Experiment {
             let _ = writeln!(s, "vcpus = {}\nload = {:?}", vm.vcpus, vm.load);
             if let Some(w) = vm.weight {
                 let _ = writeln!(s, "weight = {w}");
+            }
+            if let Some(r) = vm.reservation.filter(|_| real == "vmfair") {
+                let _ = writeln!(s, "reservation = {r:?}");
+            }
+            if let Some(l) = vm.limit.filter(|_| matches!(real, "vmfair" | "cgroup")) {
+                let _ = writeln!(s, "limit = {l:?}");
             }
         }
         s
@@ -153,9 +181,11 @@ impl Experiment {
             if sweep_names.contains(&j.name) {
                 bail!("panel scenario {} has the name of a sweep scenario", j.name);
             }
-            let scn = Scenario::from_toml_str(&j.toml)
+            Scenario::from_toml_str(&j.toml)
                 .map_err(|e| anyhow!("generated scenario {}: {e}", j.name))?;
-            if entitled(&scn).is_none() {
+            let scn = Scenario::from_toml_str(&j.vmfair_toml)
+                .map_err(|e| anyhow!("generated scenario {} under vmfair: {e}", j.name))?;
+            if crate::fairness::entitlements(&scn).is_none() {
                 bail!(
                     "panel {:?}: only busy VMs have an entitlement to compare with",
                     j.panel
@@ -164,14 +194,6 @@ impl Experiment {
         }
         Ok(())
     }
-}
-
-/// Entitled CPU per (VM name, instance) of a panel scenario, under vmfair's
-/// rules whatever policy it ran under.
-fn entitled(scn: &Scenario) -> Option<Vec<(String, u32, f64)>> {
-    let mut as_vmfair = scn.clone();
-    as_vmfair.policy = Policy::Vmfair;
-    crate::fairness::entitlements(&as_vmfair)
 }
 
 /// One VM instance of a panel run.
@@ -199,7 +221,7 @@ pub struct PanelRun {
 }
 
 /// A VM instance of a panel scenario, in the scenario's order, with its
-/// entitlement.
+/// entitlement, reservation and limit under vmfair.
 struct Slot {
     name: String,
     instance: u32,
@@ -207,13 +229,21 @@ struct Slot {
     label: String,
     vcpus: u32,
     weight: u32,
+    reservation: f64,
+    limit: f64,
     entitled: f64,
 }
 
-/// Every VM instance of a panel job's scenario.
+/// Every VM instance of a panel job's scenario. The entitlements are those
+/// of the job's scenario under vmfair, reservations and limits included
+/// (a stock run's scenario has none: [`crate::fairness::entitlements`]
+/// gives it no entitlement at all, and a copy set to vmfair would lack the
+/// reservations).
 fn slots(job: &PanelJob) -> Result<Vec<Slot>> {
-    let scn = Scenario::from_toml_str(&job.toml).map_err(|e| anyhow!("{}: {e}", job.name))?;
-    let ents = entitled(&scn).ok_or_else(|| anyhow!("{}: no entitlement", job.name))?;
+    let scn =
+        Scenario::from_toml_str(&job.vmfair_toml).map_err(|e| anyhow!("{}: {e}", job.name))?;
+    let ents = crate::fairness::entitlements(&scn)
+        .ok_or_else(|| anyhow!("{}: no entitlement", job.name))?;
     let mut out = Vec::new();
     for vm in &scn.vm {
         for i in 0..vm.count {
@@ -232,6 +262,8 @@ fn slots(job: &PanelJob) -> Result<Vec<Slot>> {
                 },
                 vcpus: vm.vcpus,
                 weight: vm.weight,
+                reservation: cpus_rounded(vm.reservation),
+                limit: cpus_rounded(vm.limit),
                 entitled,
             });
         }
@@ -276,9 +308,15 @@ pub fn panel_run(job: &PanelJob, res: &ScenarioResult) -> Result<PanelRun> {
 /// One VM of a panel point: its CPU over the valid repetitions.
 #[derive(Clone, Debug, Serialize)]
 pub struct VmPoint {
+    /// The `[[panel.vm]]` entry's name.
+    pub name: String,
+    /// `name`, or `name#i` for VMs with several instances.
     pub label: String,
     pub vcpus: u32,
     pub weight: u32,
+    /// CPUs, 0 for none (as under vmfair, whatever the point's policy).
+    pub reservation: f64,
+    pub limit: f64,
     pub cpu: Option<Stat>,
     pub entitled: f64,
 }
@@ -340,9 +378,12 @@ pub fn panel_points(
                         .map(|x| x.cpu)
                         .collect();
                     VmPoint {
+                        name: s.name,
                         label: s.label,
                         vcpus: s.vcpus,
                         weight: s.weight,
+                        reservation: s.reservation,
+                        limit: s.limit,
                         cpu: Stat::of(&xs),
                         entitled: s.entitled,
                     }
@@ -361,16 +402,55 @@ pub fn panel_points(
     Ok(out)
 }
 
+/// `lo` and `hi` to two decimals, one figure where they read the same.
+fn span2(lo: f64, hi: f64) -> String {
+    let (a, b) = (format!("{lo:.2}"), format!("{hi:.2}"));
+    if a == b {
+        a
+    } else {
+        format!("{a}–{b}")
+    }
+}
+
+/// The VMs of a point by `[[panel.vm]]` entry, in order: (summary label,
+/// the entry's VMs). An entry of several instances reads `name#0–7`.
+fn entries(vms: &[VmPoint]) -> Vec<(String, Vec<&VmPoint>)> {
+    let mut out: Vec<(String, Vec<&VmPoint>)> = Vec::new();
+    for v in vms {
+        match out.last_mut() {
+            Some((_, g)) if g[0].name == v.name => g.push(v),
+            _ => out.push((v.name.clone(), vec![v])),
+        }
+    }
+    for (lab, g) in &mut out {
+        if g.len() > 1 {
+            *lab = format!("{}#0–{}", g[0].name, g.len() - 1);
+        }
+    }
+    out
+}
+
+/// `f` of an entry's VMs, lowest to highest (None if any VM has none).
+fn entry_span(g: &[&VmPoint], f: impl Fn(&VmPoint) -> Option<f64>) -> Option<String> {
+    let xs: Option<Vec<f64>> = g.iter().map(|v| f(v)).collect();
+    let xs = xs?;
+    let lo = xs.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    Some(span2(lo, hi))
+}
+
 /// The summary line of one panel: each policy's mean CPU per VM beside the
-/// entitlement, and how far each policy's farthest VM is from it.
+/// entitlement (the VMs of an entry with several instances as the range
+/// over them), the reservations and limits if the panel has any, and how
+/// far each policy's farthest VM is from its entitlement.
 pub fn panel_summary(title: &str, pts: &[&PanelPoint]) -> Option<String> {
     let first = pts.iter().find(|p| !p.vms.is_empty())?;
-    let labels: Vec<&str> = first.vms.iter().map(|v| v.label.as_str()).collect();
+    let groups = entries(&first.vms);
+    let labels: Vec<&str> = groups.iter().map(|g| g.0.as_str()).collect();
     let cpus = |p: &PanelPoint| -> Option<String> {
-        let xs: Option<Vec<String>> = p
-            .vms
+        let xs: Option<Vec<String>> = entries(&p.vms)
             .iter()
-            .map(|v| v.cpu.map(|c| format!("{:.2}", c.mean)))
+            .map(|(_, g)| entry_span(g, |v| v.cpu.map(|c| c.mean)))
             .collect();
         Some(xs?.join(" / "))
     };
@@ -381,11 +461,24 @@ pub fn panel_summary(title: &str, pts: &[&PanelPoint]) -> Option<String> {
     if per.is_empty() {
         return None;
     }
-    let ent: Vec<String> = first
-        .vms
-        .iter()
-        .map(|v| format!("{:.2}", v.entitled))
-        .collect();
+    // An entry's amounts; `none` for an entry without any.
+    let list = |f: &dyn Fn(&VmPoint) -> f64, none: &str| -> String {
+        let xs: Vec<String> = groups
+            .iter()
+            .map(|(_, g)| {
+                if !none.is_empty() && g.iter().all(|v| f(v) == 0.0) {
+                    none.to_string()
+                } else {
+                    entry_span(g, |v| Some(f(v))).unwrap_or_default()
+                }
+            })
+            .collect();
+        xs.join(" / ")
+    };
+    let mut ent = list(&|v| v.entitled, "");
+    for (what, f) in amount_columns(&first.vms) {
+        ent.push_str(&format!("; {what} {}", list(&f, "–")));
+    }
     let dev: Vec<String> = pts
         .iter()
         .filter_map(|p| {
@@ -399,10 +492,9 @@ pub fn panel_summary(title: &str, pts: &[&PanelPoint]) -> Option<String> {
         })
         .collect();
     Some(format!(
-        "**{title}**: CPU per VM ({}): {}; entitled {}. Farthest VM from its entitlement: {}.",
+        "**{title}**: CPU per VM ({}): {}; entitled {ent}. Farthest VM from its entitlement: {}.",
         labels.join(" / "),
         per.join(", "),
-        ent.join(" / "),
         dev.join(", ")
     ))
 }
@@ -413,6 +505,42 @@ fn fmt_cpu(s: Option<Stat>) -> String {
         Some(s) if s.n == 1 => format!("{:.3}", s.mean),
         Some(s) => format!("{:.3} ({:.3}–{:.3})", s.mean, s.min, s.max),
     }
+}
+
+/// A reservation or limit column of a panel's tables.
+pub type AmountColumn = (&'static str, fn(&VmPoint) -> f64);
+
+/// The reservation and limit columns a panel's tables need: those its VMs
+/// have.
+pub fn amount_columns(vms: &[VmPoint]) -> Vec<AmountColumn> {
+    let all: [AmountColumn; 2] = [("reservation", |v| v.reservation), ("limit", |v| v.limit)];
+    all.into_iter()
+        .filter(|(_, f)| vms.iter().any(|v| f(v) > 0.0))
+        .collect()
+}
+
+/// A reservation or limit in a table cell, `–` for none.
+pub fn fmt_amount(cpus: f64) -> String {
+    if cpus > 0.0 {
+        format!("{cpus:.2}")
+    } else {
+        "–".into()
+    }
+}
+
+/// What the `entitled` column of a panel's table means.
+pub fn entitled_note(exp: &Experiment, amounts: bool) -> String {
+    let mut s = format!(
+        "weighted max-min fair share of the {} CPUs per VM, as vmfair defines it",
+        exp.guest_cpus
+    );
+    if amounts {
+        s.push_str(
+            ", with the VM's reservation and limit whatever the policy (only vmfair has a \
+             reservation; vmfair and cgroup a limit)",
+        );
+    }
+    s
 }
 
 /// The panels' section of `report.md`: per panel a table (one row per VM, a
@@ -426,26 +554,37 @@ pub fn panels_md(exp: &Experiment, pts: &[PanelPoint]) -> String {
             .iter()
             .map(|x| format!("{} {}/{}", x.policy, x.valid, x.runs))
             .collect();
+        let first = mine.iter().find(|x| x.runs > 0);
+        let cols = first.map_or_else(Vec::new, |f| amount_columns(&f.vms));
         let _ = writeln!(
             s,
             "CPU per VM (CPU-seconds per second of window), mean (min–max) of the valid \
-             repetitions (valid/runs: {}); `entitled`: weighted max-min fair share of the {} \
-             CPUs per VM, as vmfair defines it.\n",
+             repetitions (valid/runs: {}); `entitled`: {}.\n",
             runs.join(", "),
-            exp.guest_cpus
+            entitled_note(exp, !cols.is_empty())
         );
         let _ = write!(s, "| VM | vCPUs | weight |");
+        for (c, _) in &cols {
+            let _ = write!(s, " {c} |");
+        }
         for x in &mine {
             let _ = write!(s, " {} |", x.policy);
         }
         let _ = writeln!(s, " entitled |");
-        let _ = writeln!(s, "|---|---|---|{}---|", "---|".repeat(mine.len()));
-        let Some(first) = mine.iter().find(|x| x.runs > 0) else {
+        let _ = writeln!(
+            s,
+            "|---|---|---|{}---|",
+            "---|".repeat(cols.len() + mine.len())
+        );
+        let Some(first) = first else {
             let _ = writeln!(s, "\n(no runs)\n");
             continue;
         };
         for (k, v) in first.vms.iter().enumerate() {
             let _ = write!(s, "| {} | {} | {} |", v.label, v.vcpus, v.weight);
+            for (_, f) in &cols {
+                let _ = write!(s, " {} |", fmt_amount(f(v)));
+            }
             for x in &mine {
                 let _ = write!(s, " {} |", fmt_cpu(x.vms.get(k).and_then(|v| v.cpu)));
             }

@@ -5,7 +5,7 @@
 //! must use every placeholder the command fills and no other, so that a
 //! renamed one fails instead of leaving a hole.
 
-use super::panels::PanelPoint;
+use super::panels::{amount_columns, fmt_amount, PanelPoint};
 use super::points::{Point, Stat};
 use super::spec::Experiment;
 use anyhow::{bail, Result};
@@ -144,7 +144,9 @@ pub fn panels_rst(exp: &Experiment, pts: &[PanelPoint]) -> String {
             let _ = writeln!(s, "No run of this panel was kept.\n");
             continue;
         };
+        let cols = amount_columns(&first.vms);
         let mut header: Vec<String> = ["VM", "vCPUs", "weight"].map(String::from).into();
+        header.extend(cols.iter().map(|(c, _)| c.to_string()));
         header.extend(mine.iter().map(|x| format!("``{}``", x.policy)));
         header.push("entitled".into());
         let rows: Vec<Vec<String>> = first
@@ -153,6 +155,7 @@ pub fn panels_rst(exp: &Experiment, pts: &[PanelPoint]) -> String {
             .enumerate()
             .map(|(k, v)| {
                 let mut row = vec![v.label.clone(), v.vcpus.to_string(), v.weight.to_string()];
+                row.extend(cols.iter().map(|(_, f)| fmt_amount(f(v))));
                 row.extend(
                     mine.iter()
                         .map(|x| cell(x.vms.get(k).and_then(|v| v.cpu), 3)),
