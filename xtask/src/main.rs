@@ -42,7 +42,7 @@ const USAGE: &str = "usage: cargo xtask <command>
   scenario FILE…     run scenarios in the guest, write results/<name>.json
   judge FILE…        judge results/<name>.json of scenarios against their entitlement
   test               the full test suite; ends with 'N passed, N failed'
-  demo               the main job: the study's sweep and VMs of different sizes and weights, into results/demo/
+  demo               the main job: the study's sweep and VMs of different sizes, weights and reservations, into results/demo/
   bench [--report]   the full sweep into results/bench/ (--report: redraw from its JSON)
   report [DIR]       redraw DIR's report (default results/demo/), write Documentation/vmfair/results.rst
   overhead [--runs N] [--only V,…] [--no-stock] [--report]

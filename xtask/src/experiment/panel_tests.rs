@@ -464,7 +464,48 @@ fn the_repository_files_fit_the_code() {
     }
     assert!(n >= 3, "{n} experiment files in {}", dir.display());
     let demo = Experiment::load(&dir.join("demo.toml")).unwrap();
-    assert!(demo.panel.len() >= 3 && demo.dummy_kinds == ["desktop"]);
+    assert!(demo.panel.len() >= 4 && demo.dummy_kinds == ["desktop"]);
+    // The reservation panel: its stock run has no reservation, yet the
+    // reserved VM is entitled to its 0.8 CPU there too, the crowd to the
+    // rest.
+    let jobs = demo.panel_jobs();
+    let stock = jobs
+        .iter()
+        .find(|j| j.panel == "reserve" && j.policy == "stock")
+        .unwrap();
+    assert!(!stock.toml.contains("reservation"));
+    let pts = panel_points(&demo, &BTreeMap::new()).unwrap();
+    for pol in ["stock", "vmfair"] {
+        let p = pts
+            .iter()
+            .find(|p| p.panel == "reserve" && p.policy == pol)
+            .unwrap();
+        assert_eq!(p.vms.len(), 9);
+        assert_eq!(
+            (p.vms[0].label.as_str(), p.vms[0].reservation),
+            ("reserved", 0.8)
+        );
+        assert!((p.vms[0].entitled - 0.8).abs() < 1e-5);
+        assert!(p.vms[1..].iter().all(|v| (v.entitled - 0.15).abs() < 1e-5));
+    }
+    // The budget (budget.rs): the scenarios' predicted time no more than
+    // before the reservation panel, 811 s, which ran in 823 s (3 boots)
+    // against max_minutes = 14.
+    let cost = |toml: &str| {
+        let s = vmfair_scenario::Scenario::from_toml_str(toml).unwrap();
+        super::budget::cost(
+            s.warmup_s + s.duration_s,
+            s.vm.iter().map(|v| v.count).sum(),
+        )
+    };
+    let sweep = demo.jobs();
+    let total: f64 = sweep
+        .iter()
+        .map(|j| cost(&j.toml))
+        .chain(jobs.iter().map(|j| cost(&j.toml)))
+        .sum();
+    assert!(total <= 811.0, "{total} s predicted");
+    assert_eq!(demo.max_minutes, Some(14.0));
     // The template uses exactly the placeholders the report command fills.
     let template =
         std::fs::read_to_string(root.join("Documentation/vmfair/results.rst.in")).unwrap();
