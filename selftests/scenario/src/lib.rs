@@ -17,7 +17,7 @@
 //! `nice = 0`, `io_threads = 0`, `tick_hz = 250`, `burst_us = 50`; `name` is required.
 //! `[[host]]`: `count = 1`, `threads = 1`, `load = "busy"`, `nice = 0`; `name` is required.
 //! Additions (not in §4): `sample_ms = 0` (no time series), no `[[event]]`, no `cpu_max`,
-//! `reservation = 0` and `limit = 0` (none);
+//! `reservation = 0` and `limit = 0` (none), `top = false`;
 //! for `load = "desktop"`: `io_hz = 20`, `io_us = 200`, `refresh_hz = 30`, `refresh_us = 300`.
 //!
 //! # Additions: time series, events, hand-placed cgroups
@@ -40,6 +40,11 @@
 //!   `vm/<pid>/limit` after the VMs run and before the warm-up. `reservation` needs policy
 //!   `vmfair`; `limit` needs `vmfair`, or `cgroup`, where it becomes the `cpu.max` of the VM's
 //!   cgroup ([`limit_cpu_max`]). Neither goes with `cpu_max`.
+//! * `top = true`: at the start of the window the runner runs `vmfair-top -b -n 3 -d 2 --json`
+//!   ([`TOP_ITERATIONS`], [`TOP_INTERVAL_S`]) and compares every VM's mean `%USED`
+//!   with its own figure for that VM over the same intervals; the result's `checks` hold the
+//!   comparison. It needs policy `vmfair`, at least one `[[vm]]`, `duration_s` of at least
+//!   [`TOP_MIN_DURATION_S`] and no `modprobe` or `rmmod` event.
 //!
 //! # Ranges
 //!
@@ -65,10 +70,12 @@
 //!
 //! `values` holds the enumerations the scenario file and the result share ([`Policy`],
 //! [`Load`], [`SysctlValue`]); `scenario` the scenario file's types and their defaults;
-//! `validate` the checks [`Scenario::from_toml_str`] makes; `result` the result's types.
+//! `validate` the checks [`Scenario::from_toml_str`] makes (`top` those of `top`); `result` the
+//! result's types.
 
 mod result;
 mod scenario;
+mod top;
 mod validate;
 mod values;
 
@@ -80,4 +87,5 @@ pub use scenario::{
     HostSpec, Periodic, Scenario, VmSpec, DEFAULT_TICK, DESKTOP_IO, DESKTOP_REFRESH,
     DESKTOP_THREADS,
 };
+pub use top::{TOP_INTERVAL_S, TOP_ITERATIONS, TOP_MIN_DURATION_S};
 pub use values::{Load, Policy, SysctlValue};

@@ -42,6 +42,10 @@ pub struct Scenario {
     /// judge to pass the run; None = the judge's default (10 %).
     #[serde(default)]
     pub tolerance_pct: Option<f64>,
+    /// Addition: run `vmfair-top` during the window and check its `%USED` against the
+    /// runner's own figures (policy vmfair; see [`crate::TOP_ITERATIONS`]).
+    #[serde(default)]
+    pub top: bool,
 }
 
 /// What an `[[event]]` does.

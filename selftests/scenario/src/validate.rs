@@ -252,6 +252,7 @@ impl Scenario {
             }
         }
         self.check_allocations(&mut errs);
+        self.check_top(&mut errs);
         if errs.is_empty() {
             Ok(())
         } else {
