@@ -14,8 +14,9 @@
 //! `members` (the VMM and host processes it starts, their health, stopping them), `measure`
 //! (the figures at the window's edges and the result groups), `window` (the measurement
 //! window: health checks, time series and when events are due), `events` (carrying out an
-//! `[[event]]`), `alloc` (a VM's reservation and limit, written and read back) and `checks`
-//! (the group checks after `modprobe` and `rmmod`).
+//! `[[event]]`), `alloc` (a VM's reservation and limit, written and read back), `checks`
+//! (the group checks after `modprobe` and `rmmod`) and `topcmp` (`top = true`: vmfair-top
+//! against the runner's own figures).
 
 mod alloc;
 mod checks;
@@ -23,6 +24,7 @@ mod events;
 mod measure;
 mod members;
 mod setup;
+mod topcmp;
 mod window;
 
 use crate::bench;
@@ -139,6 +141,8 @@ struct Run {
     checks: Vec<Check>,
     /// Every thread's group just before the first `modprobe` event.
     groups_before_load: Option<procfs::SchedGroups>,
+    /// The vmfair-top run of `top = true` while it runs.
+    top: Option<topcmp::TopRun>,
 }
 
 fn run_file(path: &str) -> Result<ScenarioResult, String> {
@@ -185,6 +189,7 @@ fn run_file(path: &str) -> Result<ScenarioResult, String> {
         events: Vec::new(),
         checks: Vec::new(),
         groups_before_load: None,
+        top: None,
     };
     if cpus != scn.guest_cpus {
         run.problems.push(format!(

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
-//! The measurement window: health checks, the time series, and when events are due.
+//! The measurement window: health checks, the time series, when events are due, and the
+//! vmfair-top run of `top = true`.
 
-use super::{Edge, Run, TICK};
+use super::{topcmp, Edge, Run, TICK};
 use crate::procfs;
 use crate::sys;
 use std::time::{Duration, Instant};
@@ -19,17 +20,23 @@ impl Run {
         }
         let mut next_sample = period;
         let mut pending = scn.event.iter().peekable();
+        if scn.top {
+            self.top_start();
+        }
         loop {
             self.check();
             if sys::stop_requested() {
+                self.top_stop();
                 return Err("interrupted by a signal".into());
             }
+            self.top_poll();
             let now = start.at.elapsed();
             while let Some(ev) = pending.next_if(|e| due(e.at_s, now)) {
                 self.event(ev, start.at);
             }
             let now = start.at.elapsed();
             if now >= length {
+                self.top_stop();
                 return Ok(());
             }
             if scn.sample_ms > 0 && now >= next_sample {
@@ -42,6 +49,12 @@ impl Run {
                 (scn.sample_ms > 0).then_some(next_sample),
                 pending.peek().map(|ev| Duration::from_secs_f64(ev.at_s)),
             );
+            // While vmfair-top runs, the runner reads the VMs' CPU time more often.
+            let wake = if self.top_running() {
+                wake.min(now + topcmp::POLL)
+            } else {
+                wake
+            };
             std::thread::sleep(wake.saturating_sub(now));
         }
     }
