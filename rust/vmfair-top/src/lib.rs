@@ -36,6 +36,9 @@ pub struct Vm {
     pub wait_ns: Option<u64>,
     /// The process's start time (`/proc/<pid>/stat` field 22), to tell a reused pid.
     pub start: Option<u64>,
+    /// When its `stats` were read, on the sample's monotonic clock (the middle of the read);
+    /// `None`: at the sample's `mono`.
+    pub at: Option<f64>,
 }
 
 /// Every VM at one moment.
@@ -97,11 +100,24 @@ pub fn parse_start_time(stat: &str) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// Reads one sample below `root`, stamped with the given clocks.
+/// Reads one sample below `root`, stamped with the given clocks (every VM read at `mono`).
 ///
 /// A VM listed in `vms` whose `stats` file is gone by the time it is read has just exited
 /// and is left out.
 pub fn read_sample(root: &Path, mono: f64, wall: f64) -> Result<Sample, ReadError> {
+    read_sample_at(root, &mut || mono, wall)
+}
+
+/// Reads one sample below `root` as [`read_sample`] does, with the monotonic clock `clock`
+/// (seconds): the sample's `mono` is the clock at the start, and each VM's `at` the middle of
+/// the read of its `stats`, so that its `cpu_ns` and `wait_ns` are dated when they were read
+/// however long the VMs before it took.
+pub fn read_sample_at(
+    root: &Path,
+    clock: &mut dyn FnMut() -> f64,
+    wall: f64,
+) -> Result<Sample, ReadError> {
+    let mono = clock();
     let dir = root.join(VMFAIR_DIR);
     if !dir.is_dir() {
         return Err(ReadError::NotLoaded(dir));
@@ -117,9 +133,11 @@ pub fn read_sample(root: &Path, mono: f64, wall: f64) -> Result<Sample, ReadErro
         let Some((pid, listed)) = parse_vms_line(line) else {
             continue;
         };
+        let before = clock();
         let Ok(stats) = std::fs::read_to_string(dir.join(format!("vm/{pid}/stats"))) else {
             continue;
         };
+        let at = (before + clock()) / 2.0;
         let st = parse_stats(&stats);
         // The stats file is read last, so its value wins over the list's when it parses.
         let num = |k: &str| field(&st, &listed, k, |v| v.parse::<u64>().ok());
@@ -151,6 +169,7 @@ pub fn read_sample(root: &Path, mono: f64, wall: f64) -> Result<Sample, ReadErro
             cpu_ns: num("cpu_ns"),
             wait_ns: num("wait_ns"),
             start,
+            at: Some(at),
         });
     }
     Ok(Sample { mono, wall, vms })
@@ -195,6 +214,9 @@ fn reused(prev: &Vm, cur: &Vm) -> bool {
 
 /// The rows of `cur`, with figures where `prev` saw the same VM one interval before.
 ///
+/// The interval of a VM is from its `at` in `prev` to its `at` in `cur` (the samples' `mono`
+/// for a VM without one).
+///
 /// A VM new since `prev` (or a reused pid) has no figures yet. `%RDY` is also left out when
 /// `wait_ns` went down: it covers live threads only, so an exited thread takes its wait with
 /// it and the interval's ready time cannot be told.
@@ -202,13 +224,15 @@ pub fn compute(prev: Option<&Sample>, cur: &Sample) -> Vec<Row> {
     let before: HashMap<u32, &Vm> = prev
         .map(|p| p.vms.iter().map(|v| (v.pid, v)).collect())
         .unwrap_or_default();
-    let dt_ns = prev.map_or(0.0, |p| (cur.mono - p.mono) * 1e9);
+    let prev_mono = prev.map_or(0.0, |p| p.mono);
     cur.vms
         .iter()
         .map(|vm| {
-            let old = before
-                .get(&vm.pid)
-                .filter(|old| dt_ns > 0.0 && !reused(old, vm));
+            let old = before.get(&vm.pid).filter(|old| !reused(old, vm));
+            let dt_ns = old.map_or(0.0, |old| {
+                (vm.at.unwrap_or(cur.mono) - old.at.unwrap_or(prev_mono)) * 1e9
+            });
+            let old = old.filter(|_| dt_ns > 0.0);
             let delta = |f: fn(&Vm) -> Option<u64>| {
                 let (a, b) = (f(old?)?, f(vm)?);
                 (b >= a).then(|| (b - a) as f64)

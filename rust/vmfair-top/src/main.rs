@@ -10,7 +10,7 @@ mod term;
 use std::io::{self, Write};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use vmfair_top::{
-    batch_block, compute, json_line, live_screen, parse_args, read_sample, sort_rows, Options,
+    batch_block, compute, json_line, live_screen, parse_args, read_sample_at, sort_rows, Options,
     Parsed, ReadError, Sample, SortKey, View, USAGE,
 };
 
@@ -34,13 +34,12 @@ fn real_main() -> i32 {
     }
 }
 
-/// One sample, its monotonic time in seconds since `start`.
+/// One sample, its monotonic times in seconds since `start`.
 fn take(o: &Options, start: Instant) -> Result<Sample, ReadError> {
-    let mono = start.elapsed().as_secs_f64();
     let wall = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
-    read_sample(&o.root, mono, wall)
+    read_sample_at(&o.root, &mut || start.elapsed().as_secs_f64(), wall)
 }
 
 fn batch(o: &Options) -> i32 {

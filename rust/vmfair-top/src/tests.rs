@@ -272,6 +272,56 @@ fn vm_vanishing_between_samples() {
     assert!(close(rows[0].used_pct, 100.0));
 }
 
+#[test]
+fn each_vm_dated_when_its_stats_were_read() {
+    let f = Fake::loaded();
+    f.vms(&["10 vcpus 1", "11 vcpus 1"]);
+    f.vm(10, 1, 100, 0, 0);
+    f.vm(11, 1, 100, 0, 0);
+    // A clock that gains 0.2 s at each reading: the sample starts at 0, VM 10's stats are
+    // read from 0.2 to 0.4 s, VM 11's from 0.6 to 0.8 s (a slow first read).
+    let clock = |start: f64, step: f64| {
+        let mut now = start - step;
+        move || {
+            now += step;
+            now
+        }
+    };
+    let a = read_sample_at(&f.dir, &mut clock(0.0, 0.2), 0.0).unwrap();
+    assert_eq!(a.mono, 0.0);
+    let at: Vec<Option<f64>> = a.vms.iter().map(|v| v.at).collect();
+    assert!(close(at[0], 0.3) && close(at[1], 0.7), "{at:?}");
+    // One CPU's worth from each VM's read to its next one, 2.0 s later for both: the second
+    // sample starts at 2.0 with a clock that does not move.
+    f.vm(10, 1, 100, 2_000_000_000, 0);
+    f.vm(11, 1, 100, 1_300_000_000, 0);
+    let b = read_sample_at(&f.dir, &mut clock(2.0, 0.0), 0.0).unwrap();
+    let rows = compute(Some(&a), &b);
+    // VM 10: 2.0 s of CPU over 2.0 - 0.3 = 1.7 s; VM 11: 1.3 s over 1.3 s. Dated by the
+    // samples' starts instead, both would be over 2.0 s (100 and 65).
+    assert!(
+        close(row(&rows, 10).used_pct, 2.0 / 1.7 * 100.0),
+        "{rows:?}"
+    );
+    assert!(close(row(&rows, 11).used_pct, 100.0), "{rows:?}");
+    // Without `at`, the samples' `mono`.
+    let strip = |s: &Sample| Sample {
+        vms: s
+            .vms
+            .iter()
+            .map(|v| Vm {
+                at: None,
+                ..v.clone()
+            })
+            .collect(),
+        ..s.clone()
+    };
+    let rows = compute(Some(&strip(&a)), &strip(&b));
+    assert!(close(row(&rows, 10).used_pct, 100.0) && close(row(&rows, 11).used_pct, 65.0));
+    // read_sample dates every VM at the sample's time.
+    assert!(f.sample(5.0).vms.iter().all(|v| v.at == Some(5.0)));
+}
+
 fn sort_fixture() -> Vec<Row> {
     let r = |pid, vcpus, weight, used, rdy| Row {
         vm: Vm {
