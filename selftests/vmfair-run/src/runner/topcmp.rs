@@ -3,7 +3,8 @@
 //!
 //! At the window's start the runner starts `vmfair-top -b -n 3 -d 2 --json` (from the guest's
 //! `PATH`, its output into a file) and, while it runs, reads every VM's CPU time (the sum of its
-//! threads' `schedstat` run time, as the window's figures) every [`POLL`], each reading dated
+//! threads' `schedstat` run time, as the window's figures) at every health check (every
+//! [`TICK`](super::TICK); more often would take CPU from the VMs), each reading dated
 //! on the wall clock at its middle, the clock vmfair-top dates its samples (`t`) by. When
 //! vmfair-top has exited, [`compare`] sets its mean `%USED` of every VM beside the runner's
 //! over the same intervals: each ends at the `t` of one JSON line and starts at the previous
@@ -16,15 +17,13 @@ use crate::procfs;
 use crate::sys::{self, ChildSetup, Proc, ProcExit};
 use std::collections::BTreeMap;
 use std::fs;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 use vmfair_scenario::{Check, GroupKind, TOP_INTERVAL_S, TOP_ITERATIONS};
 
 /// The runner check's name.
 pub(super) const CHECK: &str = "vmfair-top agrees with the runner";
 /// How far (relative) vmfair-top's mean `%USED` of a VM may be from the runner's.
 const TOLERANCE: f64 = 0.05;
-/// How often the runner reads the VMs' CPU time while vmfair-top runs.
-pub(super) const POLL: Duration = Duration::from_millis(50);
 
 /// Per VM pid: its CPU time readings (wall-clock seconds, ns), in time order.
 pub(super) type Readings = BTreeMap<u32, Vec<(f64, u64)>>;
@@ -34,6 +33,9 @@ pub(super) struct TopRun {
     child: Proc,
     out: String,
     readings: Readings,
+    /// Readings taken, and the wall-clock time they took in all (s).
+    reads: u32,
+    read_s: f64,
 }
 
 /// One JSON line of vmfair-top: its sample's wall-clock time and every VM it lists, with its
@@ -143,6 +145,11 @@ pub(super) fn compare(
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
         match (top, own) {
             (Some(top), Some(own)) if !top.is_empty() && top.len() == own.len() => {
+                let each: Vec<String> = top
+                    .iter()
+                    .zip(&own)
+                    .map(|(t, o)| format!("{t:.1}/{o:.1}"))
+                    .collect();
                 let (top, own) = (mean(&top), mean(&own));
                 let dev = if own > 0.0 {
                     (top - own).abs() / own
@@ -152,8 +159,9 @@ pub(super) fn compare(
                     f64::INFINITY
                 };
                 figures.push(format!(
-                    "{label}: vmfair-top {top:.2} runner {own:.2} ({:.1} %)",
-                    dev * 100.0
+                    "{label}: vmfair-top {top:.2} runner {own:.2} ({:.1} %, per interval {})",
+                    dev * 100.0,
+                    each.join(" ")
                 ));
                 if dev > TOLERANCE {
                     problems.push(format!("{label} is {:.1} % off", dev * 100.0));
@@ -208,21 +216,29 @@ impl Run {
             .collect()
     }
 
-    /// Adds one CPU time reading of every VM to `readings`.
-    fn top_read(&self, readings: &mut Readings) {
+    /// Adds one CPU time reading of every VM to `readings`; the time it took (s).
+    fn top_read(&self, readings: &mut Readings) -> f64 {
+        let start = wall();
         for (pid, _) in self.top_vms() {
             let t0 = wall();
             let cpu: u64 = procfs::tasks(Some(pid)).values().map(|t| t.run_ns).sum();
             let t = (t0 + wall()) / 2.0;
             readings.entry(pid).or_default().push((t, cpu));
         }
+        wall() - start
+    }
+
+    /// One reading into the run's readings.
+    fn top_read_into(&self, top: &mut TopRun) {
+        top.read_s += self.top_read(&mut top.readings);
+        top.reads += 1;
     }
 
     /// Starts vmfair-top, after a first reading.
     pub(super) fn top_start(&mut self) {
         let out = format!("{}/vmfair-top.json", self.dir);
         let mut readings = Readings::new();
-        self.top_read(&mut readings);
+        let read_s = self.top_read(&mut readings);
         let script =
             format!("exec vmfair-top -b -n {TOP_ITERATIONS} -d {TOP_INTERVAL_S} --json > {out}");
         let argv: Vec<String> = ["/bin/busybox", "sh", "-c", &script]
@@ -235,6 +251,8 @@ impl Run {
                     child,
                     out,
                     readings,
+                    reads: 1,
+                    read_s,
                 })
             }
             Err(e) => self.checks.push(Check {
@@ -250,12 +268,12 @@ impl Run {
         let Some(mut top) = self.top.take() else {
             return;
         };
-        self.top_read(&mut top.readings);
+        self.top_read_into(&mut top);
         match top.child.try_wait() {
             Ok(None) => self.top = Some(top),
             Ok(Some(exit)) => {
                 // One more reading after its last sample.
-                self.top_read(&mut top.readings);
+                self.top_read_into(&mut top);
                 self.top_finish(top, Ok(exit));
             }
             Err(e) => self.top_finish(top, Err(format!("waitpid: {e}"))),
@@ -269,11 +287,6 @@ impl Run {
             let _ = top.child.wait();
             self.top_finish(top, Err("still running at the end of the window".into()));
         }
-    }
-
-    /// Whether vmfair-top runs.
-    pub(super) fn top_running(&self) -> bool {
-        self.top.is_some()
     }
 
     fn top_finish(&mut self, top: TopRun, exit: Result<ProcExit, String>) {
@@ -304,10 +317,12 @@ impl Run {
             },
         };
         log(&format!(
-            "{}: {}: {}",
+            "{}: {}: {} ({} readings of the VMs' CPU time, {:.0} ms in all)",
             CHECK,
             if check.ok { "ok" } else { "FAILED" },
-            check.detail
+            check.detail,
+            top.reads,
+            top.read_s * 1e3
         ));
         self.checks.push(check);
     }
@@ -373,8 +388,10 @@ mod tests {
         assert!(c.ok, "{}", c.detail);
         assert_eq!(c.name, CHECK);
         assert!(
-            c.detail
-                .contains("vm a#0 (pid 101): vmfair-top 50.00 runner 50.00 (0.0 %)"),
+            c.detail.contains(
+                "vm a#0 (pid 101): vmfair-top 50.00 runner 50.00 (0.0 %, per interval \
+                 50.0/50.0 50.0/50.0 50.0/50.0)"
+            ),
             "{}",
             c.detail
         );

@@ -2,7 +2,7 @@
 //! The measurement window: health checks, the time series, when events are due, and the
 //! vmfair-top run of `top = true`.
 
-use super::{topcmp, Edge, Run, TICK};
+use super::{Edge, Run, TICK};
 use crate::procfs;
 use crate::sys;
 use std::time::{Duration, Instant};
@@ -49,12 +49,6 @@ impl Run {
                 (scn.sample_ms > 0).then_some(next_sample),
                 pending.peek().map(|ev| Duration::from_secs_f64(ev.at_s)),
             );
-            // While vmfair-top runs, the runner reads the VMs' CPU time more often.
-            let wake = if self.top_running() {
-                wake.min(now + topcmp::POLL)
-            } else {
-                wake
-            };
             std::thread::sleep(wake.saturating_sub(now));
         }
     }
