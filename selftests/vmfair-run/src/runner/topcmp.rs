@@ -36,6 +36,8 @@ pub(super) struct TopRun {
     /// Readings taken, and the wall-clock time they took in all (s).
     reads: u32,
     read_s: f64,
+    /// vmfair-top's own CPU time as last read (ns), readable until it is reaped.
+    own_ns: Option<u64>,
 }
 
 /// One JSON line of vmfair-top: its sample's wall-clock time and every VM it lists, with its
@@ -253,6 +255,7 @@ impl Run {
                     readings,
                     reads: 1,
                     read_s,
+                    own_ns: None,
                 })
             }
             Err(e) => self.checks.push(Check {
@@ -269,6 +272,13 @@ impl Run {
             return;
         };
         self.top_read_into(&mut top);
+        let own = fs::read_to_string(format!("/proc/{}/schedstat", top.child.id()));
+        if let Some(ns) = own
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        {
+            top.own_ns = Some(ns);
+        }
         match top.child.try_wait() {
             Ok(None) => self.top = Some(top),
             Ok(Some(exit)) => {
@@ -317,12 +327,15 @@ impl Run {
             },
         };
         log(&format!(
-            "{}: {}: {} ({} readings of the VMs' CPU time, {:.0} ms in all)",
+            "{}: {}: {} ({} readings of the VMs' CPU time, {:.0} ms in all; vmfair-top used \
+             {} ms of CPU)",
             CHECK,
             if check.ok { "ok" } else { "FAILED" },
             check.detail,
             top.reads,
-            top.read_s * 1e3
+            top.read_s * 1e3,
+            top.own_ns
+                .map_or("?".to_string(), |ns| format!("{:.0}", ns as f64 * 1e-6))
         ));
         self.checks.push(check);
     }
