@@ -230,6 +230,8 @@ pub struct ChildSetup {
     pub new_session: bool,
     /// Write "0" to this `cgroup.procs` file, moving the child into that cgroup.
     pub cgroup_procs: Option<String>,
+    /// Standard output into this file (created or truncated) instead of /dev/null.
+    pub stdout: Option<String>,
 }
 
 /// How a child process ended.
@@ -266,7 +268,8 @@ fn cstr(s: &str) -> io::Result<CString> {
     CString::new(s).map_err(io::Error::other)
 }
 
-/// Starts `argv[0]` (a path) with `argv`, stdin and stdout on /dev/null, stderr inherited,
+/// Starts `argv[0]` (a path) with `argv`, stdin and stdout on /dev/null (stdout into
+/// `setup.stdout` if given), stderr inherited,
 /// after applying `setup` in the child (before exec, so before the program creates any thread).
 ///
 /// This is fork + exec by hand because std's `Command` needs `AF_UNIX` sockets, which a
@@ -278,6 +281,7 @@ pub fn spawn(argv: &[String], setup: ChildSetup) -> io::Result<Proc> {
     ptrs.push(std::ptr::null());
     let devnull = cstr("/dev/null")?;
     let procs = setup.cgroup_procs.as_deref().map(cstr).transpose()?;
+    let stdout = setup.stdout.as_deref().map(cstr).transpose()?;
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: pipe2 writes two fds into the array.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -311,6 +315,19 @@ pub fn spawn(argv: &[String], setup: ChildSetup) -> io::Result<Proc> {
             }
             if null > 2 {
                 libc::close(null);
+            }
+            if let Some(path) = &stdout {
+                let fd = libc::open(
+                    path.as_ptr(),
+                    libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
+                    0o644,
+                );
+                if fd < 0 || libc::dup2(fd, 1) < 0 {
+                    fail(wr);
+                }
+                if fd > 2 {
+                    libc::close(fd);
+                }
             }
             libc::execv(ptrs[0], ptrs.as_ptr());
             fail(wr);
@@ -428,5 +445,27 @@ mod tests {
         assert_eq!(p.try_wait().unwrap(), None);
         kill(p.id(), libc::SIGTERM).unwrap();
         assert_eq!(p.wait().unwrap(), ProcExit::Signal(libc::SIGTERM));
+    }
+
+    #[test]
+    fn spawn_writes_stdout_into_a_file() {
+        let path = std::env::temp_dir().join(format!("vmfair-run-stdout-{}", std::process::id()));
+        let path = path.to_str().unwrap().to_string();
+        std::fs::write(&path, "old contents, longer than the new\n").unwrap();
+        let setup = ChildSetup {
+            stdout: Some(path.clone()),
+            ..Default::default()
+        };
+        let mut p = spawn(&argv(&["/bin/sh", "-c", "echo one; echo two"]), setup).unwrap();
+        assert_eq!(p.wait().unwrap(), ProcExit::Code(0));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\n");
+        // A file that cannot be created is the error of the call.
+        let setup = ChildSetup {
+            stdout: Some("/nonexistent/dir/out".into()),
+            ..Default::default()
+        };
+        let e = spawn(&argv(&["/bin/true"]), setup).err();
+        assert_eq!(e.map(|e| e.kind()), Some(io::ErrorKind::NotFound));
+        let _ = std::fs::remove_file(&path);
     }
 }

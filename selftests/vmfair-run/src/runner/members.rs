@@ -105,6 +105,7 @@ impl Run {
                     ChildSetup {
                         new_session,
                         cgroup_procs,
+                        stdout: None,
                     },
                 )
                 .map_err(|e| format!("{label}: spawn: {e}"))?;
@@ -153,6 +154,7 @@ impl Run {
                     ChildSetup {
                         new_session,
                         cgroup_procs: None,
+                        stdout: None,
                     },
                 )
                 .map_err(|e| format!("{label}: spawn: {e}"))?;

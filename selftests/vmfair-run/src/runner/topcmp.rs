@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 //! `top = true`: `vmfair-top` against the runner's own figures, over the same span.
 //!
-//! At the window's start the runner starts `vmfair-top -b -n 3 -d 2 --json` (from the guest's
-//! `PATH`, its output into a file) and, while it runs, reads every VM's CPU time (the sum of its
+//! At the window's start the runner starts `/bin/vmfair-top -b -n 3 -d 2 --json` (its output
+//! into a file) and, while it runs, reads every VM's CPU time (the sum of its
 //! threads' `schedstat` run time, as the window's figures) at every health check (every
 //! [`TICK`](super::TICK); more often would take CPU from the VMs), each reading dated
 //! on the wall clock at its middle, the clock vmfair-top dates its samples (`t`) by. When
@@ -20,6 +20,8 @@ use std::fs;
 use std::time::{SystemTime, UNIX_EPOCH};
 use vmfair_scenario::{Check, GroupKind, TOP_INTERVAL_S, TOP_ITERATIONS};
 
+/// vmfair-top in the guest.
+const TOP: &str = "/bin/vmfair-top";
 /// The runner check's name.
 pub(super) const CHECK: &str = "vmfair-top agrees with the runner";
 /// How far (relative) vmfair-top's mean `%USED` of a VM may be from the runner's.
@@ -241,13 +243,17 @@ impl Run {
         let out = format!("{}/vmfair-top.json", self.dir);
         let mut readings = Readings::new();
         let read_s = self.top_read(&mut readings);
-        let script =
-            format!("exec vmfair-top -b -n {TOP_ITERATIONS} -d {TOP_INTERVAL_S} --json > {out}");
-        let argv: Vec<String> = ["/bin/busybox", "sh", "-c", &script]
+        let (n, d) = (TOP_ITERATIONS.to_string(), TOP_INTERVAL_S.to_string());
+        // Started directly, without a shell: its start costs the VMs CPU in the window.
+        let argv: Vec<String> = [TOP, "-b", "-n", &n, "-d", &d, "--json"]
             .map(String::from)
             .into();
-        log(&format!("window: {script}"));
-        match sys::spawn(&argv, ChildSetup::default()) {
+        log(&format!("window: {} > {out}", argv.join(" ")));
+        let setup = ChildSetup {
+            stdout: Some(out.clone()),
+            ..Default::default()
+        };
+        match sys::spawn(&argv, setup) {
             Ok(child) => {
                 self.top = Some(TopRun {
                     child,
