@@ -382,7 +382,8 @@ fn scenario_smoke(ctx: &Ctx, built: &Built, base: &Path, t: &mut Tally) {
 }
 
 /// The issue-3 acceptance scenarios: vmfair's scenarios and the module life
-/// cycle under eight VMs.
+/// cycle under eight VMs; and issue 10's reservations and limits
+/// (`alloc-*.toml`).
 fn fairness_files(ctx: &Ctx) -> Vec<PathBuf> {
     let dir = ctx.root.join("qemu-test/scenarios");
     let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -390,8 +391,9 @@ fn fairness_files(ctx: &Ctx) -> Vec<PathBuf> {
             rd.filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| {
                     p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                        n.starts_with("core-")
-                            && (n.ends_with("-vmfair.toml") || n == "core-lifecycle.toml")
+                        (n.starts_with("core-")
+                            && (n.ends_with("-vmfair.toml") || n == "core-lifecycle.toml"))
+                            || (n.starts_with("alloc-") && n.ends_with(".toml"))
                     })
                 })
                 .collect()
