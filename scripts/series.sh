@@ -52,8 +52,11 @@ checkout)
 		echo "$0: $dir exists" >&2
 		exit 1
 	fi
-	# Files the series touches that exist before it (new files come from it).
-	mapfile -t files < <(sed -n 's#^--- a/##p' "$root"/patches/*.patch | sort -u)
+	# Files the series touches that exist before it (new files come from it,
+	# even when a later patch changes them).
+	mapfile -t files < <(comm -23 \
+		<(sed -n 's#^--- a/##p' "$root"/patches/*.patch | sort -u) \
+		<(sed -n '/^--- \/dev\/null$/{n;s#^+++ b/##p}' "$root"/patches/*.patch | sort -u))
 	mkdir -p "$dir"
 	git -C "$src" archive vmfair-base -- "${files[@]}" | tar -x -C "$dir"
 	git_ init -q
