@@ -61,7 +61,11 @@ pub(crate) fn checks(t: &mut Tally, pid: u32, watch: &[&str]) {
         f("vcpu_slice_us"),
         f("share_mode"),
         f("vm_weight"),
+        f("precision"),
+        f("reservation_headroom"),
         weight.clone(),
+        format!("{ROOT}/vm/{pid}/reservation"),
+        format!("{ROOT}/vm/{pid}/limit"),
     ];
     let snapshot = || watch.iter().map(|w| read(w)).collect::<Vec<_>>();
     let huge = "1".repeat(64 * 1024);
@@ -70,9 +74,18 @@ pub(crate) fn checks(t: &mut Tally, pid: u32, watch: &[&str]) {
             format!("{pid} 100")
         } else if file.ends_with("share_mode") {
             "vm".to_string()
-        } else if file.ends_with("enabled") {
+        } else if file.ends_with("enabled") || file.ends_with("precision") {
             "1".to_string()
-        } else if file.ends_with("vm_class_weight") || file.ends_with("vcpu_slice_us") {
+        } else if [
+            "vm_class_weight",
+            "vcpu_slice_us",
+            "headroom",
+            "reservation",
+            "limit",
+        ]
+        .iter()
+        .any(|k| file.ends_with(k))
+        {
             "0".to_string()
         } else {
             "100".to_string()

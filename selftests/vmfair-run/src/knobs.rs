@@ -273,6 +273,7 @@ fn checks(t: &mut Tally, pid: u32, nobody: u32) {
         f("vm_class_weight"),
         f("vcpu_slice_us"),
         f("share_mode"),
+        f("precision"),
     ];
     let weight = format!("{ROOT}/vm/{pid}/weight");
     let vm_weight = f("vm_weight");
@@ -297,6 +298,7 @@ fn checks(t: &mut Tally, pid: u32, nobody: u32) {
         ("vm_class_weight", &["10001", "-5", "x"][..]),
         ("vcpu_slice_us", &["99", "100001", "99999999999"][..]),
         ("share_mode", &["2", "vmx", "\n"][..]),
+        ("precision", &["2", "-1", "on", "\n"][..]),
     ] {
         for v in bad {
             rejected(t, &f(file), v, libc::EINVAL, watch);
@@ -333,6 +335,8 @@ fn checks(t: &mut Tally, pid: u32, nobody: u32) {
     accepted(t, &f("default_weight"), "100", &f("default_weight"), "100");
     accepted(t, &f("share_mode"), "vcpu", &f("share_mode"), "vcpu");
     accepted(t, &f("share_mode"), "vm", &f("share_mode"), "vm");
+    accepted(t, &f("precision"), "1", &f("precision"), "1");
+    accepted(t, &f("precision"), "0", &f("precision"), "0");
 
     // Reservation, limit and headroom: CPUs with at most two decimals.
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
