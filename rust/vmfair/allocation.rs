@@ -151,6 +151,8 @@ pub struct Load {
     pub ready_long: u64,
     /// Readings averaged so far.
     pub samples: u64,
+    /// The next interval sets the short-window averages outright ([`Load::restart_short`]).
+    restart: bool,
 }
 
 /// `avg` moved towards `x` by `dt / window` (all of the way for `dt >= window`).
@@ -185,6 +187,10 @@ impl Load {
         if self.samples == 0 {
             (self.used_short, self.ready_short) = (used, ready);
             (self.used_long, self.ready_long) = (used, ready);
+        } else if self.restart {
+            (self.used_short, self.ready_short) = (used, ready);
+            self.used_long = ewma(self.used_long, used, dt, LONG_WINDOW_NS);
+            self.ready_long = ewma(self.ready_long, ready, dt, LONG_WINDOW_NS);
         } else {
             self.used_short = ewma(self.used_short, used, dt, SHORT_WINDOW_NS);
             self.ready_short = ewma(self.ready_short, ready, dt, SHORT_WINDOW_NS);
@@ -192,6 +198,13 @@ impl Load {
             self.ready_long = ewma(self.ready_long, ready, dt, LONG_WINDOW_NS);
         }
         self.samples += 1;
+        self.restart = false;
+    }
+
+    /// Makes the short window start again at the next interval, forgetting what came before,
+    /// so that it shows a change at once instead of over a second (the long window goes on).
+    pub fn restart_short(&mut self) {
+        self.restart = true;
     }
 
     /// What the VM would use, in micro-CPUs: used plus ready over the short window, or
@@ -255,6 +268,77 @@ pub fn allocation_shares<F, A, B>(
         };
         *slot = s.clamp(MIN_SHARES, MAX_SHARES);
     }
+}
+
+/// The precision loop's correction of a VM's shares, in units of 1/`CORRECTION_ONE`.
+pub const CORRECTION_ONE: u64 = 1024;
+/// The smallest correction: an eighth of the shares.
+pub const CORRECTION_MIN: u64 = CORRECTION_ONE / 8;
+/// The largest correction: eight times the shares.
+pub const CORRECTION_MAX: u64 = CORRECTION_ONE * 8;
+/// Per monitor pass the correction moves by 1/`CORRECTION_GAIN_DIV` of the relative error:
+/// with passes every 100 ms and a 1 s short window, an error is worked off over about a
+/// second without overshooting.
+pub const CORRECTION_GAIN_DIV: u64 = 8;
+
+/// One step of the precision loop (an integral controller) for a VM that the allocation gives
+/// `alloc` and that used `used` (micro-CPUs, the monitor's short window): the correction `c`
+/// times `1 + (alloc - used) / (alloc * CORRECTION_GAIN_DIV)`, the relative error taken as at
+/// most 1 either way, the result clamped to `CORRECTION_MIN..=CORRECTION_MAX`. A VM that is
+/// given nothing keeps its correction.
+pub const fn correction_step(c: u64, alloc: u64, used: u64) -> u64 {
+    if alloc == 0 {
+        return c;
+    }
+    let c = clamp_correction(c);
+    let div = alloc * CORRECTION_GAIN_DIV;
+    let next = if used <= alloc {
+        c + c * (alloc - used) / div
+    } else {
+        let over = if used - alloc < alloc {
+            used - alloc
+        } else {
+            alloc
+        };
+        c - c * over / div
+    };
+    clamp_correction(next)
+}
+
+/// Correction `c` of one of `n` corrected VMs whose corrections add up to `sum`, scaled so
+/// that their mean is `CORRECTION_ONE` (only the ratios of shares matter; this keeps them
+/// from drifting to a bound together), and clamped.
+pub const fn normalised_correction(c: u64, sum: u64, n: u64) -> u64 {
+    if sum == 0 || n == 0 {
+        return CORRECTION_ONE;
+    }
+    clamp_correction(c * n * CORRECTION_ONE / sum)
+}
+
+const fn clamp_correction(c: u64) -> u64 {
+    if c < CORRECTION_MIN {
+        CORRECTION_MIN
+    } else if c > CORRECTION_MAX {
+        CORRECTION_MAX
+    } else {
+        c
+    }
+}
+
+/// Passes for which the precision loop leaves a VM alone after its allocation changed: the
+/// short window restarts, and three intervals of the new regime are averaged before it counts.
+pub const CORRECTION_HOLD: u32 = 3;
+
+/// Whether a VM's allocation moved from `prev` to `now` by more than 1/16: a new regime (a
+/// weight, reservation or limit written, a VM come or gone) in which the correction learnt so
+/// far no longer holds.
+pub const fn regime_changed(prev: u64, now: u64) -> bool {
+    prev.abs_diff(now) > prev / 16
+}
+
+/// `shares` corrected by `c`, within the scheduler's range.
+pub fn corrected_shares(shares: u64, c: u64) -> u64 {
+    mul_div(shares, c, CORRECTION_ONE).clamp(MIN_SHARES, MAX_SHARES)
 }
 
 /// Case tables shared by the host tests and the KUnit suites.
@@ -379,7 +463,7 @@ pub mod cases {
     pub fn check_admission_and_load() -> Result<(), u32> {
         let c = |v| Centi(v);
         let mut load = Load::default();
-        let mut readings = [true; 6];
+        let mut readings = [true; 8];
         // 0.5 CPU used, 0.25 CPU ready per interval of 100 ms.
         for k in 0..=20u64 {
             load.update(Reading {
@@ -416,6 +500,22 @@ pub mod cases {
         });
         readings[4] = load == same;
         readings[5] = load.samples == 31;
+        // A restart: the next interval (0.8 CPU, counted from the reading at 3.1 s) sets the
+        // short window outright, the long one goes on.
+        let long = load.used_long;
+        load.restart_short();
+        load.update(Reading {
+            t_ns: 32 * 100_000_000,
+            cpu_ns: 80_000_000,
+            wait_ns: 0,
+        });
+        readings[6] = load.used_short == 4 * UCPU / 5 && load.used_long < long + UCPU / 10;
+        load.update(Reading {
+            t_ns: 33 * 100_000_000,
+            cpu_ns: 80_000_000,
+            wait_ns: 0,
+        });
+        readings[7] = load.used_short < 4 * UCPU / 5 && load.used_short > UCPU / 2;
         let checks = [
             admit(c(100), c(0), 0, capacity(2, c(0))) == Ok(()),
             admit(c(100), c(0), 100, capacity(2, c(0))) == Ok(()),
@@ -524,6 +624,114 @@ pub mod cases {
         );
         match (0..n).find(|&i| out[i] != c.expect[i]) {
             Some(i) => Err(i),
+            None => Ok(()),
+        }
+    }
+
+    /// One precision-loop case: the correction after `steps` passes of a VM given `alloc`
+    /// that uses `used` (micro-CPUs) from a correction of `from`.
+    pub struct CorrectionCase {
+        /// What the case shows.
+        pub name: &'static str,
+        /// Correction before the first pass.
+        pub from: u64,
+        /// Allocation, micro-CPUs.
+        pub alloc: u64,
+        /// CPU used, micro-CPUs.
+        pub used: u64,
+        /// Passes.
+        pub steps: u32,
+        /// Expected correction after them.
+        pub expect: u64,
+    }
+
+    /// The precision loop's cases.
+    pub const CORRECTION_CASES: &[CorrectionCase] = &[
+        CorrectionCase {
+            name: "on target: unchanged",
+            from: CORRECTION_ONE,
+            alloc: 600_000,
+            used: 600_000,
+            steps: 5,
+            expect: CORRECTION_ONE,
+        },
+        CorrectionCase {
+            name: "8% short: up by 1% a pass",
+            from: CORRECTION_ONE,
+            alloc: 500_000,
+            used: 460_000,
+            steps: 1,
+            expect: CORRECTION_ONE + 10,
+        },
+        CorrectionCase {
+            name: "8% over: down by 1% a pass",
+            from: CORRECTION_ONE,
+            alloc: 500_000,
+            used: 540_000,
+            steps: 1,
+            expect: CORRECTION_ONE - 10,
+        },
+        CorrectionCase {
+            name: "starved: up by an eighth a pass, to the bound",
+            from: CORRECTION_ONE,
+            alloc: 500_000,
+            used: 0,
+            steps: 40,
+            expect: CORRECTION_MAX,
+        },
+        CorrectionCase {
+            name: "three times over counts as once: down by an eighth a pass, to the bound",
+            from: CORRECTION_ONE,
+            alloc: 500_000,
+            used: 1_500_000,
+            steps: 40,
+            expect: CORRECTION_MIN,
+        },
+        CorrectionCase {
+            name: "nothing allocated: unchanged, even out of bounds",
+            from: 7,
+            alloc: 0,
+            used: 100,
+            steps: 3,
+            expect: 7,
+        },
+        CorrectionCase {
+            name: "out of bounds: clamped first",
+            from: 100 * CORRECTION_ONE,
+            alloc: 500_000,
+            used: 500_000,
+            steps: 1,
+            expect: CORRECTION_MAX,
+        },
+    ];
+
+    /// Runs case `c` and the normalisation and shares checks: `Err(0)` if the case's
+    /// correction is not the expected one, `Err(k)` if check `k - 1` of the others fails.
+    pub fn check_correction_case(c: &CorrectionCase) -> Result<(), u32> {
+        let mut v = c.from;
+        for _ in 0..c.steps {
+            v = correction_step(v, c.alloc, c.used);
+        }
+        let norm = [
+            normalised_correction(1536, 3072, 2) == 1024,
+            normalised_correction(512, 1536, 3) == 1024,
+            normalised_correction(2048, 2048, 2) == 2048,
+            normalised_correction(100_000, 1, 1) == CORRECTION_MAX,
+            normalised_correction(5, 0, 0) == CORRECTION_ONE,
+            corrected_shares(1024, 1536) == 1536,
+            corrected_shares(MAX_SHARES, CORRECTION_MAX) == MAX_SHARES,
+            corrected_shares(MIN_SHARES, CORRECTION_MIN) == MIN_SHARES,
+            !regime_changed(600_000, 637_500),
+            regime_changed(600_000, 637_501),
+            regime_changed(600_000, 562_499),
+            regime_changed(0, 1),
+            !regime_changed(0, 0),
+        ];
+        if v != c.expect {
+            return Err(0);
+        }
+        match norm.iter().position(|&ok| !ok) {
+            Some(k) => Err(k as u32 + 1),
             None => Ok(()),
         }
     }

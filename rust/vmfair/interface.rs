@@ -13,6 +13,8 @@
 //! - `share_mode` (`vm` or `vcpu`, also `0`/`1`; default `vm`): one share per VM, or per vCPU;
 //! - `reservation_headroom` (CPUs, two decimals, default 0): CPUs that reservations may not
 //!   take; all VMs together may reserve the online CPUs minus this;
+//! - `precision` (0/1, default 1): the precision loop, which corrects every contended VM's
+//!   shares by what the load monitor measured it used against its allocation;
 //! - `vms` (read-only): one line per VM;
 //! - `monitor` (read-only): what the load monitor did and what it cost;
 //! - `vm_weight`: `PID WEIGHT` sets the weight of the VM run by process `PID`, as its
@@ -52,6 +54,7 @@ const K_VMS: usize = 6;
 const K_VM_WEIGHT: usize = 7;
 const K_HEADROOM: usize = 8;
 const K_MONITOR: usize = 9;
+const K_PRECISION: usize = 10;
 /// Per-VM keys: `K_VM_BASE + VM_FILES * tgid + file`.
 const K_VM_BASE: usize = 16;
 const VM_FILES: usize = 4;
@@ -102,6 +105,7 @@ impl Core {
                 SysctlEntry::new(c"vm_weight", 0o644, K_VM_WEIGHT),
                 SysctlEntry::new(c"reservation_headroom", 0o644, K_HEADROOM),
                 SysctlEntry::new(c"monitor", 0o444, K_MONITOR),
+                SysctlEntry::new(c"precision", 0o644, K_PRECISION),
             ],
         )
     }
@@ -219,6 +223,7 @@ impl Core {
                 r
             }
             K_HEADROOM => writeln!(out, "{}", k.headroom),
+            K_PRECISION => writeln!(out, "{}", u32::from(k.precision)),
             K_MONITOR => {
                 let m = reg.monitor;
                 writeln!(
@@ -278,6 +283,13 @@ impl Core {
             K_SHARE_MODE => {
                 k.share_mode = policy::parse_share_mode(input).map_err(|_| EINVAL)?;
             }
+            K_PRECISION => {
+                k.precision = match num()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(EINVAL),
+                }
+            }
             K_HEADROOM => {
                 return reg.set_headroom(allocation::parse_centi(input).map_err(|_| EINVAL)?);
             }
@@ -302,7 +314,7 @@ impl Core {
                     "pid {}\nvcpus {}\nweight {}\nweight_source {}\nshares {}\ngroup {}\nvms {}\n\
                      threads {}\ncpu_ns {}\nwait_ns {}\nreservation {}\nlimit {}\n\
                      used_1s {}\nready_1s {}\ndemand_1s {}\nused_10s {}\nready_10s {}\n\
-                     ready_pct_1s {}\nready_pct_10s {}\nallocated {}",
+                     ready_pct_1s {}\nready_pct_10s {}\nallocated {}\ncorrection {}",
                     info.tgid,
                     info.vcpus,
                     info.weight,
@@ -322,7 +334,8 @@ impl Core {
                     Cpus(l.ready_long),
                     Cpus(per_vcpu(l.ready_short)),
                     Cpus(per_vcpu(l.ready_long)),
-                    Cpus(info.allocated.unwrap_or(0))
+                    Cpus(info.allocated.unwrap_or(0)),
+                    Cpus(info.correction * UCPU / allocation::CORRECTION_ONE)
                 )
             }
         };

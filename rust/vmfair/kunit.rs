@@ -98,6 +98,18 @@ mod policy_tests {
             assert!(ok);
         }
     }
+
+    #[test]
+    fn correction_cases() {
+        use crate::allocation::cases::*;
+        for c in CORRECTION_CASES {
+            let ok = check_correction_case(c).is_ok();
+            if !ok {
+                pr_err!("correction case failed: {}\n", c.name);
+            }
+            assert!(ok);
+        }
+    }
 }
 
 #[kernel::macros::kunit_tests(vmfair_groups)]
@@ -351,7 +363,18 @@ mod registry_tests {
         assert!(reg.info(a)?.allocated.is_some());
         assert!(reg.monitor.passes == 2 && reg.monitor.readings == 4);
         reg.set_reservation(a, Centi(0))?;
+        // The precision loop (on by default) keeps allocating; sleeping VMs are not
+        // contended, so it leaves their shares alone.
+        reg.monitor_pass(201_000_000);
+        let i = reg.info(a)?;
+        assert!(i.allocated.is_some());
+        assert_eq!(i.correction, crate::allocation::CORRECTION_ONE);
+        assert_eq!(i.shares, 1024);
+        k = reg.knobs();
+        k.precision = false;
+        reg.set_knobs(k)?;
         assert!(reg.info(a)?.allocated.is_none());
+        assert_eq!(reg.info(a)?.shares, 1024);
         reg.set_limit(a, Centi(0))?;
         drop(reg.drain());
         Ok(())

@@ -36,6 +36,8 @@ pub(crate) struct Knobs {
     pub(crate) share_mode: ShareMode,
     /// CPUs that reservations may not take, of the online ones.
     pub(crate) headroom: Centi,
+    /// Whether the precision loop corrects every contended VM's shares towards its allocation.
+    pub(crate) precision: bool,
 }
 
 impl Knobs {
@@ -47,6 +49,7 @@ impl Knobs {
         vcpu_slice_us: 0,
         share_mode: ShareMode::PerVm,
         headroom: Centi(0),
+        precision: true,
     };
 }
 
@@ -69,8 +72,15 @@ pub(crate) struct Vm {
     limit: Centi,
     /// What the load monitor measured.
     load: Load,
-    /// Its allocation and the shares that give it, while reservations are in force.
+    /// Its allocation and the shares that give it, while reservations or the precision loop
+    /// are in force.
     allocated: Option<(u64, u64)>,
+    /// The precision loop's correction of its shares (`allocation::CORRECTION_ONE` = none).
+    correction: u64,
+    /// The allocation of the precision loop's last pass, to see a new regime by.
+    last_alloc: u64,
+    /// Passes the precision loop still leaves the VM alone after a new regime.
+    hold: u32,
     group: Option<VmGroup>,
     sysctl: Option<SysctlTable>,
 }
@@ -162,8 +172,10 @@ pub(crate) struct VmInfo {
     pub(crate) limit: Centi,
     /// What the load monitor measured.
     pub(crate) load: Load,
-    /// Allocation in micro-CPUs while reservations are in force.
+    /// Allocation in micro-CPUs while reservations or the precision loop are in force.
     pub(crate) allocated: Option<u64>,
+    /// The precision loop's correction, in 1/`allocation::CORRECTION_ONE`.
+    pub(crate) correction: u64,
 }
 
 /// What the load monitor has done so far.
@@ -362,6 +374,9 @@ impl Registry {
                 limit: Centi(0),
                 load: Load::default(),
                 allocated: None,
+                correction: allocation::CORRECTION_ONE,
+                last_alloc: 0,
+                hold: 0,
                 group: None,
                 sysctl: None,
             },
@@ -591,22 +606,30 @@ impl Registry {
         self.rebalance();
     }
 
-    /// Shares from the allocation rule while any VM has a reservation; base shares otherwise.
+    /// Shares from the allocation rule while any VM has a reservation or the precision loop is
+    /// on; base shares otherwise.
     ///
     /// The allocation ([`policy::allocate_ucpu`]) takes each grouped VM's weight, its demand
     /// as measured by the load monitor (all its vCPUs busy until measured), its reservation
-    /// and its limit; [`allocation::allocation_shares`] turns it into shares. A change of less
-    /// than 1/64 of the shares in force is not applied: setting shares takes every CPU's run
-    /// queue lock.
+    /// and its limit; [`allocation::allocation_shares`] turns it into shares. With
+    /// `precision`, every contended VM (measured, allocated less than it demands and than its
+    /// limit) also has its shares corrected by an integral controller on what it used
+    /// ([`allocation::correction_step`]), the corrections of the contended VMs kept at a mean
+    /// of one. A change of less than 1/64 of the shares in force (1/256 with `precision`) is not
+    /// applied: setting shares takes every CPU's run queue lock.
     fn rebalance(&mut self) {
-        let reserved = self.knobs.enabled && self.vms.iter().any(|v| v.reservation.0 != 0);
+        let on = self.knobs.enabled;
+        let reserved = on && self.vms.iter().any(|v| v.reservation.0 != 0);
+        let precise = on && self.knobs.precision;
+        let active = reserved || precise;
         let n = self.vms.len();
         let mut scratch = KVec::new();
-        if reserved && scratch.resize(2 * n, 0u64, GFP_KERNEL).is_err() {
+        // Allocations, shares, and whether the precision loop corrects the VM (0/1).
+        if active && scratch.resize(3 * n, 0u64, GFP_KERNEL).is_err() {
             // Keep what is in force; the next pass tries again.
             return;
         }
-        if reserved {
+        if active {
             let (mode, default_weight) = (self.knobs.share_mode, self.knobs.default_weight);
             let vms = &self.vms;
             let claim = |i: usize| {
@@ -624,7 +647,8 @@ impl Registry {
                 }
             };
             let cpus = u64::from(glue::online_cpus()) * UCPU;
-            let (alloc, shares) = scratch.split_at_mut(n);
+            let (alloc, rest) = scratch.split_at_mut(n);
+            let (shares, corrected) = rest.split_at_mut(n);
             let level = policy::allocate_ucpu(cpus, n, claim, alloc);
             allocation::allocation_shares(
                 n,
@@ -634,9 +658,31 @@ impl Registry {
                 |i| self.base_shares(&self.vms[i]),
                 shares,
             );
+            if precise {
+                for i in 0..n {
+                    let c = claim(i);
+                    // Contended: given less than it demands, and not held by its limit
+                    // (CFS bandwidth enforces that one; more shares would not help).
+                    corrected[i] = u64::from(
+                        vms[i].group.is_some()
+                            && vms[i].load.samples > 1
+                            && alloc[i] > 0
+                            && alloc[i] < c.demand
+                            && (c.limit == 0 || alloc[i] < c.limit),
+                    );
+                }
+            }
         }
+        if precise {
+            self.correct(&mut scratch, n);
+        } else {
+            for v in self.vms.iter_mut() {
+                v.correction = allocation::CORRECTION_ONE;
+            }
+        }
+        let deadband = if precise { 256 } else { 64 };
         for i in 0..n {
-            let want = if reserved && self.vms[i].group.is_some() {
+            let want = if active && self.vms[i].group.is_some() {
                 Some((scratch[i], scratch[n + i]))
             } else {
                 None
@@ -646,7 +692,7 @@ impl Registry {
                 want.map_or_else(|| self.base_shares(&self.vms[i]), |(_, s)| s),
             );
             self.vms[i].allocated = want;
-            if old.abs_diff(new) > old / 64 || (want.is_none() && old != new) {
+            if old.abs_diff(new) > old / deadband || (want.is_none() && old != new) {
                 if let Some(g) = &self.vms[i].group {
                     if g.set_shares(new).is_ok() {
                         self.monitor.share_updates += 1;
@@ -656,6 +702,47 @@ impl Registry {
                 // Keep the shares in force, record the new allocation.
                 self.vms[i].allocated = Some((a, old));
             }
+        }
+    }
+
+    /// The precision loop's pass over `scratch` (allocations, shares, corrected flags; `n`
+    /// each): a corrected VM whose allocation moved into a new regime ([`allocation::regime_changed`])
+    /// starts again at a correction of one, with its short window restarted, and is left alone
+    /// for [`allocation::CORRECTION_HOLD`] passes (a correction integrated from a lagging
+    /// average would overshoot); every other corrected VM's correction takes a step. The
+    /// corrections are normalised to a mean of one and applied to the shares. A VM that is not
+    /// corrected goes back to a correction of one.
+    fn correct(&mut self, scratch: &mut [u64], n: usize) {
+        let (mut sum, mut count) = (0u64, 0u64);
+        for i in 0..n {
+            let v = &mut self.vms[i];
+            let alloc = scratch[i];
+            // Only a contended VM's regime matters; an idle VM's allocation follows its demand.
+            if scratch[2 * n + i] != 0 && allocation::regime_changed(v.last_alloc, alloc) {
+                v.correction = allocation::CORRECTION_ONE;
+                v.hold = allocation::CORRECTION_HOLD;
+                v.load.restart_short();
+            }
+            v.last_alloc = alloc;
+            if v.hold > 0 {
+                v.hold -= 1;
+                scratch[2 * n + i] = 0;
+            }
+            if scratch[2 * n + i] == 0 {
+                v.correction = allocation::CORRECTION_ONE;
+                continue;
+            }
+            v.correction = allocation::correction_step(v.correction, alloc, v.load.used_short);
+            sum += v.correction;
+            count += 1;
+        }
+        for i in 0..n {
+            if scratch[2 * n + i] == 0 {
+                continue;
+            }
+            let v = &mut self.vms[i];
+            v.correction = allocation::normalised_correction(v.correction, sum, count);
+            scratch[n + i] = allocation::corrected_shares(scratch[n + i], v.correction);
         }
     }
 
@@ -683,6 +770,7 @@ impl Registry {
             limit: vm.limit,
             load: vm.load,
             allocated: vm.allocated.map(|(a, _)| a),
+            correction: vm.correction,
         }
     }
 

@@ -27,7 +27,8 @@ pub use policy::{
 #[cfg(test)]
 pub mod cases {
     pub use super::allocation::cases::{
-        check_admission_and_load, check_centi_case, check_shares_from_allocation_case, CENTI_CASES,
+        check_admission_and_load, check_centi_case, check_correction_case,
+        check_shares_from_allocation_case, CENTI_CASES, CORRECTION_CASES,
         SHARES_FROM_ALLOCATION_CASES,
     };
     pub use super::policy::cases::{
@@ -434,6 +435,13 @@ mod tests {
                 "case: {}",
                 c.name
             );
+        }
+    }
+
+    #[test]
+    fn correction_cases() {
+        for c in CORRECTION_CASES {
+            assert_eq!(check_correction_case(c), Ok(()), "case: {}", c.name);
         }
     }
 }
