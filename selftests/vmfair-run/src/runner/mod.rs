@@ -23,6 +23,7 @@ mod checks;
 mod events;
 mod measure;
 mod members;
+mod monitor;
 mod setup;
 mod topcmp;
 mod window;

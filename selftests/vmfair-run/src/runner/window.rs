@@ -6,7 +6,7 @@ use super::{Edge, Run, TICK};
 use crate::procfs;
 use crate::sys;
 use std::time::{Duration, Instant};
-use vmfair_scenario::{Sample, Scenario};
+use vmfair_scenario::{EventAction, Sample, Scenario};
 
 impl Run {
     /// The measurement window: health checks every TICK, samples every `sample_ms`, and the
@@ -23,6 +23,15 @@ impl Run {
         if scn.top {
             self.top_start();
         }
+        // The load monitor's counters, while the module stays loaded over the window.
+        let reloads = scn
+            .event
+            .iter()
+            .any(|e| matches!(e.action, EventAction::Modprobe | EventAction::Rmmod));
+        let monitor_at_start = std::fs::read_to_string(super::monitor::MONITOR)
+            .ok()
+            .filter(|_| !reloads)
+            .and_then(|t| super::monitor::parse(&t));
         loop {
             self.check();
             if sys::stop_requested() {
@@ -37,6 +46,13 @@ impl Run {
             let now = start.at.elapsed();
             if now >= length {
                 self.top_stop();
+                let at_end = std::fs::read_to_string(super::monitor::MONITOR)
+                    .ok()
+                    .and_then(|t| super::monitor::parse(&t));
+                if let (Some(a), Some(b)) = (monitor_at_start, at_end) {
+                    let secs = start.at.elapsed().as_secs_f64();
+                    self.checks.push(super::monitor::check(a, b, secs));
+                }
                 return Ok(());
             }
             if scn.sample_ms > 0 && now >= next_sample {
