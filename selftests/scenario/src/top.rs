@@ -13,6 +13,13 @@ pub const TOP_INTERVAL_S: f64 = 2.0;
 pub const TOP_MIN_DURATION_S: f64 = TOP_ITERATIONS as f64 * TOP_INTERVAL_S + 2.0;
 
 impl Scenario {
+    /// Whether a `modprobe` or `rmmod` event loads or unloads the module inside the window.
+    pub fn reloads_module(&self) -> bool {
+        self.event
+            .iter()
+            .any(|e| matches!(e.action, EventAction::Modprobe | EventAction::Rmmod))
+    }
+
     /// The checks of `top`: vmfair-top needs the module loaded for the whole window and VMs
     /// to show, and the window must hold its run.
     pub(crate) fn check_top(&self, errs: &mut Vec<String>) {
@@ -35,11 +42,7 @@ impl Scenario {
                 self.duration_s
             ));
         }
-        if self
-            .event
-            .iter()
-            .any(|e| matches!(e.action, EventAction::Modprobe | EventAction::Rmmod))
-        {
+        if self.reloads_module() {
             errs.push(
                 "`top` does not go with `modprobe` or `rmmod` events (the module must stay \
                  loaded over the window)"

@@ -364,6 +364,17 @@ impl Scenario {
 mod tests {
     use crate::*;
 
+    /// Each `(from, to, want)`: `base` with its first `from` made `to` is refused with an
+    /// error that contains `want`.
+    fn rejected(base: &str, cases: &[(&str, &str, &str)]) {
+        for &(from, to, want) in cases {
+            assert!(base.contains(from), "{from}");
+            let text = base.replacen(from, to, 1);
+            let e = Scenario::from_toml_str(&text).unwrap_err();
+            assert!(e.contains(want), "{from} -> {to}: {e}");
+        }
+    }
+
     const GOOD: &str = r#"
 name = "weights-1-3"
 guest_cpus = 2
@@ -603,12 +614,7 @@ action = "rmmod"
             ("\"50000 100000\"", "\"lots\"", "cpu_max"),
             ("key = \"kernel.vmfair.enabled\"", "key = \"a/b\"", "dotted"),
         ];
-        for (from, to, want) in cases {
-            assert!(EVENTS.contains(from), "{from}");
-            let text = EVENTS.replacen(from, to, 1);
-            let e = Scenario::from_toml_str(&text).unwrap_err();
-            assert!(e.contains(want), "{from} -> {to}: {e}");
-        }
+        rejected(EVENTS, &cases);
     }
 
     #[test]
@@ -789,12 +795,7 @@ value = 1
             ("vm = \"c\"", "vm = \"zz\"", "no [[vm]] named"),
             ("value = 1.25\n", "", "`value` is required"),
         ];
-        for (from, to, want) in cases {
-            assert!(ALLOC.contains(from), "{from}");
-            let text = ALLOC.replacen(from, to, 1);
-            let e = Scenario::from_toml_str(&text).unwrap_err();
-            assert!(e.contains(want), "{from} -> {to}: {e}");
-        }
+        rejected(ALLOC, &cases);
         // Reservation events need policy vmfair, limit events vmfair or cgroup.
         let cg = ALLOC
             .replace("\"vmfair\"", "\"cgroup\"")

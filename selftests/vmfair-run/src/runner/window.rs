@@ -6,7 +6,7 @@ use super::{Edge, Run, TICK};
 use crate::procfs;
 use crate::sys;
 use std::time::{Duration, Instant};
-use vmfair_scenario::{EventAction, Sample, Scenario};
+use vmfair_scenario::{Sample, Scenario};
 
 impl Run {
     /// The measurement window: health checks every TICK, samples every `sample_ms`, and the
@@ -24,13 +24,9 @@ impl Run {
             self.top_start();
         }
         // The load monitor's counters, while the module stays loaded over the window.
-        let reloads = scn
-            .event
-            .iter()
-            .any(|e| matches!(e.action, EventAction::Modprobe | EventAction::Rmmod));
         let monitor_at_start = std::fs::read_to_string(super::monitor::MONITOR)
             .ok()
-            .filter(|_| !reloads)
+            .filter(|_| !scn.reloads_module())
             .and_then(|t| super::monitor::parse(&t));
         loop {
             self.check();
