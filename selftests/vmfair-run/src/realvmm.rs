@@ -538,6 +538,9 @@ fn run() -> Result<u32, String> {
 
     // 3: weights and stats (while the early workers idle out).
     let busy = qemus[0].pid;
+    // Shares from the weight alone: the precision loop would correct the busy VM's.
+    let precision = format!("{ROOT}/precision");
+    let _ = fs::write(&precision, "0");
     let shares0 = vms_line(busy).and_then(|l| l.get("shares").and_then(|s| s.parse::<u64>().ok()));
     let wfile = format!("{ROOT}/vm/{busy}/weight");
     let wr = fs::write(&wfile, "300");
@@ -567,6 +570,7 @@ fn run() -> Result<u32, String> {
             && matches!((shares0, shares1), (Some(a), Some(b)) if a > 0 && b.abs_diff(3 * a) <= 1),
         &format!("shares {shares0:?} -> {shares1:?}, vms {line:?}, stats {st:?}"),
     );
+    let _ = fs::write(&precision, "1");
     let cpu = |pid| stats(pid).and_then(|s| s.get("cpu_ns").and_then(|v| v.parse::<u64>().ok()));
     let per_thread0: Vec<_> = qemus.iter().map(|q| procfs::tasks(Some(q.pid))).collect();
     let (b0, h0, w0) = (cpu(busy), cpu(qemus[1].pid), Instant::now());
