@@ -78,6 +78,7 @@ mod scenario;
 mod top;
 mod validate;
 mod values;
+pub mod wake;
 
 pub use result::{
     Accounting, BenchScore, Check, EventRecord, GroupKind, GroupResult, Sample, ScenarioResult,

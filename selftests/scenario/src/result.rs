@@ -88,6 +88,26 @@ pub struct GroupResult {
     /// Addition: the sub-test figures behind `index` (`load = "bench"`), empty otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bench: Vec<BenchScore>,
+    /// Addition: ticking loads (`idle`, `bursty`, `desktop`): median of the wake-up
+    /// latency of the VM's timer ticks inside the window (each tick's lateness: the TSC
+    /// interval from the previous tick's handler entry minus the nominal tick period, clamped
+    /// at 0; see Documentation/vmfair/contract.rst), microseconds; `null` without ticks.
+    #[serde(default)]
+    pub wake_p50_us: Option<f64>,
+    /// Addition: 99th percentile of the ticks' wake-up latency (as `wake_p50_us`), µs.
+    #[serde(default)]
+    pub wake_p99_us: Option<f64>,
+    /// Addition: largest tick wake-up latency in the window (as `wake_p50_us`), µs.
+    #[serde(default)]
+    pub wake_max_us: Option<f64>,
+    /// Addition: ticks behind the `wake_*` figures (0 for other loads).
+    #[serde(default)]
+    pub wake_n: u64,
+    /// Addition: the ticks' latencies as a histogram `[bucket lower bound µs, ticks]` (see
+    /// [`crate::wake`]), so that the instances of a VM entry can be pooled; empty for other
+    /// loads.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wake_hist: Vec<[u64; 2]>,
     /// Addition: the time series (`sample_ms` > 0): cumulative figures since the window start,
     /// the first sample at the start (all zero), the last at the end.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -284,6 +304,11 @@ mod tests {
                         work: 1000,
                     },
                 ],
+                wake_p50_us: Some(3.5),
+                wake_p99_us: Some(120.25),
+                wake_max_us: Some(4000.0),
+                wake_n: 2000,
+                wake_hist: vec![[3, 1500], [120, 500]],
             }],
             valid: false,
             problems: vec!["vm a#0 vcpu 1: exit SHUTDOWN".into()],
@@ -316,6 +341,8 @@ mod tests {
         assert!(!line.contains('\n'));
         assert!(line.starts_with("{\"scenario\":\"weights-1-3\""));
         assert!(line.contains("\"index\":null"));
+        assert!(line.contains("\"wake_p99_us\":120.25,\"wake_max_us\":4000.0,\"wake_n\":2000"));
+        assert!(line.contains("\"wake_hist\":[[3,1500],[120,500]]"));
         assert_eq!(ScenarioResult::from_json_str(&line).unwrap(), r);
         let log = format!("boot noise\n[  1.0] foo\r\n\x1b[0m{line}\r\nVMFAIR-DONE\n");
         assert_eq!(ScenarioResult::find_in_output(&log).unwrap().unwrap(), r);
@@ -333,6 +360,13 @@ mod tests {
         assert_eq!((r.groups[0].reservation, r.groups[0].limit), (0.0, 0.0));
         assert_eq!(r.groups[0].work, 123456789);
         assert_eq!(r.groups[0].kind, GroupKind::Vm);
+        // Older results have no wake-up figures.
+        let g = &r.groups[0];
+        assert_eq!(
+            (g.wake_p50_us, g.wake_p99_us, g.wake_max_us),
+            (None, None, None)
+        );
+        assert!(g.wake_n == 0 && g.wake_hist.is_empty());
         assert!(ScenarioResult::from_json_str("{\"scenario\": 1}").is_err());
     }
 }
