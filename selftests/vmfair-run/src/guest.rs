@@ -7,7 +7,9 @@
 //!
 //! At entry `ebx` points to the vCPU's block in guest RAM (see `layout.rs`):
 //! `[ebx]` u64 loop counter, `[ebx+8]` u64 tick counter, `[ebx+16]` u32 timer count,
-//! `[ebx+20]` u32 burst length in TSC cycles; `edi` is the vCPU index, `esp` its stack.
+//! `[ebx+20]` u32 burst length in TSC cycles, `[ebx+24]` u32 address of the vCPU's tick ring
+//! (ticking loads; `[ebx+32]` and `[ebx+40]` are for the runner only: the nominal tick period
+//! in TSC cycles and the TSC kHz); `edi` is the vCPU index, `esp` its stack.
 //! Counters are 64-bit, kept as `add lo, 1; adc hi, 0`: a reader's 8-byte load can only tear
 //! in the one instruction between the two on a carry (once per 2^32 iterations), and the
 //! runner's "counters only grow" check would catch that.
@@ -21,6 +23,12 @@
 //! each tick, as a tickful guest with a one-shot clock event does), since the PIC only reaches
 //! vCPU 0. HLT, PIT, PIC and LAPIC are all handled inside KVM: a healthy guest never exits to
 //! the VMM.
+//!
+//! Each tick handler first reads the TSC and stores it (two 32-bit stores) in ring slot
+//! `ticks mod RING_SLOTS`, where `ticks` is the tick counter before this tick counts itself;
+//! the counter is bumped only after the stamp is written, so a reader that sees the counter at
+//! `n` finds the stamps of ticks `..n` complete (x86 keeps stores in order). The runner turns
+//! the stamps into each tick's wake-up latency (`wakelat.rs`).
 
 use crate::layout::*;
 use crate::sys::SharedMem;
@@ -37,6 +45,12 @@ pub const APIC_VECTOR: usize = 0x30;
 pub const BLOCK_TIMER: u64 = 16;
 /// Offset of the burst length in a vCPU block.
 pub const BLOCK_BURST: u64 = 20;
+/// Offset of the tick ring's address in a vCPU block.
+pub const BLOCK_RING: u64 = 24;
+/// Offset of the nominal tick period in TSC cycles (u64) in a vCPU block.
+pub const BLOCK_PERIOD: u64 = 32;
+/// Offset of the vCPU's TSC kHz (u64) in a vCPU block.
+pub const BLOCK_TSC_KHZ: u64 = 40;
 
 std::arch::global_asm!(
     ".pushsection .rodata.vmfair_guest,\"a\"",
@@ -95,6 +109,7 @@ std::arch::global_asm!(
     "    push eax",
     "    push ecx",
     "    push edx",
+    "    call .Lvmfair_stamp",
     "    call .Lvmfair_burst",
     "    mov al, 0x20",
     "    out 0x20, al",
@@ -106,6 +121,7 @@ std::arch::global_asm!(
     "    push eax",
     "    push ecx",
     "    push edx",
+    "    call .Lvmfair_stamp",
     "    mov eax, dword ptr [ebx + 16]",
     "    mov dword ptr [0xfee00380], eax",
     "    call .Lvmfair_burst",
@@ -116,6 +132,16 @@ std::arch::global_asm!(
     "    iretd",
     "vmfair_idle_spurious:",
     "    iretd",
+    // The tick's TSC into ring slot (ticks mod 512) at [ebx + 24], before the tick counts.
+    ".Lvmfair_stamp:",
+    "    rdtsc",
+    "    mov ecx, dword ptr [ebx + 8]",
+    "    and ecx, 511",
+    "    shl ecx, 3",
+    "    add ecx, dword ptr [ebx + 24]",
+    "    mov dword ptr [ecx], eax",
+    "    mov dword ptr [ecx + 4], edx",
+    "    ret",
     // One tick: count it, then count loop iterations for [ebx + 20] TSC cycles.
     ".Lvmfair_burst:",
     "    add dword ptr [ebx + 8], 1",
@@ -325,16 +351,30 @@ pub fn build(mem: &SharedMem, kind: Kind) {
     gate(0xff, p.spurious); // LAPIC spurious vector
 }
 
-/// Fills vCPU `i`'s block for a ticking load: the timer count (PIT divisor for vCPU 0, LAPIC
-/// timer count for the others) and the burst length in TSC cycles.
-pub fn set_tick(mem: &SharedMem, i: usize, hz: u32, burst_us: u32, tsc_khz: u64) {
-    let count = if i == 0 {
-        (PIT_HZ / u64::from(hz)).clamp(1, 0xffff)
+/// vCPU `i`'s timer count for `hz` (PIT divisor for vCPU 0, LAPIC timer count for the
+/// others) and the tick period it gives in TSC cycles at `tsc_khz`.
+pub fn tick_period(i: usize, hz: u32, tsc_khz: u64) -> (u64, u64) {
+    let (count, clock_hz) = if i == 0 {
+        ((PIT_HZ / u64::from(hz)).clamp(1, 0xffff), PIT_HZ)
     } else {
-        LAPIC_TIMER_HZ / u64::from(hz)
+        (LAPIC_TIMER_HZ / u64::from(hz), LAPIC_TIMER_HZ)
     };
+    let cycles = u128::from(count) * u128::from(tsc_khz) * 1000 / u128::from(clock_hz);
+    (count, cycles as u64)
+}
+
+/// Fills vCPU `i`'s block for a ticking load: the timer count, the burst length in TSC
+/// cycles, the tick ring's address, and for the runner the nominal period and the TSC kHz.
+pub fn set_tick(mem: &SharedMem, i: usize, hz: u32, burst_us: u32, tsc_khz: u64) {
+    let (count, period) = tick_period(i, hz, tsc_khz);
     let burst = (u64::from(burst_us) * tsc_khz / 1000).min(u64::from(u32::MAX));
     let block = counter_gpa(i);
+    mem.write_bytes(
+        (block + BLOCK_RING) as usize,
+        &(ring_gpa(i) as u32).to_le_bytes(),
+    );
+    mem.write_bytes((block + BLOCK_PERIOD) as usize, &period.to_le_bytes());
+    mem.write_bytes((block + BLOCK_TSC_KHZ) as usize, &tsc_khz.to_le_bytes());
     mem.write_bytes(
         (block + BLOCK_TIMER) as usize,
         &(count as u32).to_le_bytes(),
@@ -369,6 +409,19 @@ mod tests {
         assert_eq!(BENCH_STRIDE, 128);
         assert_eq!(BENCH_GPA, 0x10000);
         assert_eq!((BENCH_SRC_GPA, BENCH_DST_GPA), (0x20000, 0x30000));
+    }
+
+    #[test]
+    fn tick_periods_in_tsc_cycles() {
+        // 100 Hz at 2 GHz: the PIT divisor 11931 gives 9.99931 ms, the LAPIC exactly 10 ms.
+        assert_eq!(tick_period(0, 100, 2_000_000), (11931, 19_998_625));
+        assert_eq!(tick_period(1, 100, 2_000_000), (10_000_000, 20_000_000));
+        assert_eq!(tick_period(3, 250, 3_000_000), (4_000_000, 12_000_000));
+        // The slot mask of the stamp code is RING_SLOTS - 1.
+        let p = idle_program();
+        let and_ecx_511 = [0x81, 0xe1, 0xff, 0x01, 0x00, 0x00];
+        assert!(p.bytes.windows(6).any(|w| w == and_ecx_511));
+        assert_eq!(RING_SLOTS - 1, 511);
     }
 
     #[test]

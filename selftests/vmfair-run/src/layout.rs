@@ -12,14 +12,15 @@
 //! | 0x1000 | code |
 //! | 0x5000 | GDT |
 //! | 0x6000 | IDT |
-//! | 0x7000 + 64 * i | vCPU i's block: loop counter (u64), tick counter (u64), timer count (u32), burst cycles (u32) |
+//! | 0x7000 + 64 * i | vCPU i's block: loop counter (u64), tick counter (u64), timer count (u32), burst cycles (u32), tick ring gpa (u32), reserved (u32), nominal tick period in TSC cycles (u64), TSC kHz (u64) |
 //! | 0x8000 .. 0x10000 | stacks, 512 bytes per vCPU |
 //! | 0x10000 + 128 * i | `bench`: vCPU i's benchmark block (parameters and sub-test records, see `bench.rs`) |
 //! | 0x20000 .. 0x30000 | `bench`: source of the memory-copy test |
 //! | 0x30000 .. 0x40000 | `bench`: destination of the memory-copy test |
+//! | 0x40000 + 4096 * i | ticking loads: vCPU i's tick ring, `RING_SLOTS` u64 TSC stamps (tick k's handler entry in slot k mod `RING_SLOTS`, see `wakelat.rs`) |
 
 /// Bytes of guest RAM.
-pub const GUEST_MEM_SIZE: usize = 0x40000;
+pub const GUEST_MEM_SIZE: usize = 0x80000;
 /// Guest code.
 pub const CODE_GPA: u64 = 0x1000;
 /// GDT.
@@ -57,6 +58,18 @@ pub const BENCH_SRC_GPA: u64 = 0x20000;
 pub const BENCH_DST_GPA: u64 = 0x30000;
 /// `bench`: room of each copy buffer.
 pub const BENCH_BUF_SIZE: u64 = 0x10000;
+
+/// Ticking loads: per-vCPU rings of tick stamps.
+pub const RING_GPA: u64 = 0x40000;
+/// Bytes between two vCPUs' rings.
+pub const RING_STRIDE: u64 = 0x1000;
+/// Stamps per ring (a power of two: the guest takes the slot as `ticks & (RING_SLOTS - 1)`).
+pub const RING_SLOTS: u64 = RING_STRIDE / 8;
+
+/// Guest-physical address of vCPU `i`'s tick ring.
+pub fn ring_gpa(i: usize) -> u64 {
+    RING_GPA + RING_STRIDE * i as u64
+}
 
 /// Guest-physical address of vCPU `i`'s benchmark block.
 pub fn bench_gpa(i: usize) -> u64 {
@@ -122,4 +135,6 @@ const _: () = assert!(COUNTERS_GPA + COUNTER_STRIDE * MAX_THREADS as u64 <= STAC
 const _: () = assert!(STACKS_GPA + STACK_SIZE * MAX_THREADS as u64 <= BENCH_GPA);
 const _: () = assert!(BENCH_GPA + BENCH_STRIDE * MAX_THREADS as u64 <= BENCH_SRC_GPA);
 const _: () = assert!(BENCH_SRC_GPA + BENCH_BUF_SIZE <= BENCH_DST_GPA);
-const _: () = assert!(BENCH_DST_GPA + BENCH_BUF_SIZE <= GUEST_MEM_SIZE as u64);
+const _: () = assert!(BENCH_DST_GPA + BENCH_BUF_SIZE <= RING_GPA);
+const _: () = assert!(RING_GPA + RING_STRIDE * MAX_THREADS as u64 <= GUEST_MEM_SIZE as u64);
+const _: () = assert!(RING_SLOTS.is_power_of_two() && RING_SLOTS == 512);

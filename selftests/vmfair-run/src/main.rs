@@ -56,6 +56,7 @@ mod stress;
 mod sys;
 mod topcheck;
 mod vmm;
+mod wakelat;
 
 use std::collections::BTreeMap;
 use std::str::FromStr;

@@ -120,9 +120,19 @@ impl Run {
             self.check_grouped();
         }
         let start = self.edge()?;
+        // Wake-up latencies: only the ticks inside the window count.
+        let mut wake_lost = Vec::new();
+        for m in &mut self.members {
+            m.poll_wake();
+            m.wake_us.clear();
+            wake_lost.push(m.wake_lost());
+        }
         log(&format!("window start; measuring {} s", scn.duration_s));
         self.window(scn, &start)?;
         let end = self.edge()?;
+        for m in &mut self.members {
+            m.poll_wake();
+        }
         if scn.sample_ms > 0 {
             self.sample(&start, false);
         }
@@ -194,6 +204,15 @@ impl Run {
             } else {
                 (None, Vec::new())
             };
+            let wake = wake_figures(&m.wake_us);
+            let lost = m.wake_lost() - wake_lost[k];
+            if lost > 0 {
+                log(&format!(
+                    "{}: {lost} ticks without a wake-up figure (ring overrun, or a stamp earlier \
+                     than the one before)",
+                    m.label
+                ));
+            }
             let g = GroupResult {
                 kind: m.kind,
                 name: m.name.clone(),
@@ -225,6 +244,11 @@ impl Run {
                 sched: sched_delta(&start.sched[k], &end.sched[k]),
                 bench: bench_scores,
                 series: self.series.get(k).cloned().unwrap_or_default(),
+                wake_p50_us: wake.p50,
+                wake_p99_us: wake.p99,
+                wake_max_us: wake.max,
+                wake_n: m.wake_us.len() as u64,
+                wake_hist: wake.hist,
             };
             log(&format!(
                 "{:<24} cpu {:7.3} s  wait {:7.3} s  kthreads {:6.3} s  work {:>11} ({:.1} M/s)  \
@@ -240,6 +264,13 @@ impl Run {
                     .map_or("-".to_string(), |e| e.to_string()),
                 g.index.map_or(String::new(), |i| format!("  index {i:.2}"))
             ));
+            if let (Some(p50), Some(p99), Some(max)) = (g.wake_p50_us, g.wake_p99_us, g.wake_max_us)
+            {
+                log(&format!(
+                    "{:<24} wake-up p50 {p50:.1} us  p99 {p99:.1} us  max {max:.1} us  ({} ticks)",
+                    m.label, g.wake_n
+                ));
+            }
             groups.push(g);
         }
         log(&format!(
@@ -247,6 +278,28 @@ impl Run {
              {window_s:.3} s: ratio {ratio:.4}"
         ));
         Ok((window_s, groups, accounting))
+    }
+}
+
+/// Percentiles and histogram of a member's tick wake-up latencies (µs).
+struct WakeFigures {
+    p50: Option<f64>,
+    p99: Option<f64>,
+    max: Option<f64>,
+    hist: Vec<[u64; 2]>,
+}
+
+fn wake_figures(lateness_us: &[f64]) -> WakeFigures {
+    use vmfair_scenario::wake::{histogram, percentile};
+    let mut sorted = lateness_us.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    // Two decimals: the result stays readable, and 10 ns is below the TSC's kHz precision.
+    let round = |v: Option<f64>| v.map(|x| (x * 100.0).round() / 100.0);
+    WakeFigures {
+        p50: round(percentile(&sorted, 0.5)),
+        p99: round(percentile(&sorted, 0.99)),
+        max: round(sorted.last().copied()),
+        hist: histogram(&sorted),
     }
 }
 
@@ -353,6 +406,20 @@ mod tests {
         assert_eq!(kvm_pit_owner("kvm-pit/12x"), None);
         assert_eq!(kvm_pit_owner("kvm-nx-lpage-re"), None);
         assert_eq!(kvm_pit_owner("vmfair-run"), None);
+    }
+
+    #[test]
+    fn wake_figures_of_a_member() {
+        let mut v: Vec<f64> = (0..200).map(|k| f64::from(k % 10) + 0.123).collect();
+        v.push(1234.567);
+        let w = wake_figures(&v);
+        assert_eq!(w.p50, Some(5.12));
+        assert_eq!(w.p99, Some(9.12));
+        assert_eq!(w.max, Some(1234.57));
+        assert_eq!(w.hist.iter().map(|b| b[1]).sum::<u64>(), 201);
+        assert_eq!(w.hist.last(), Some(&[1216, 1]));
+        let none = wake_figures(&[]);
+        assert!(none.p50.is_none() && none.max.is_none() && none.hist.is_empty());
     }
 
     #[test]

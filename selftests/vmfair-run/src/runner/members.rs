@@ -37,6 +37,30 @@ impl Member {
         }
     }
 
+    /// Ticking VMs: reads the ticks' stamps since the last call into `wake_us`.
+    pub(super) fn poll_wake(&mut self) {
+        if self.kind != GroupKind::Vm || !self.ticking || self.failed {
+            return;
+        }
+        self.wake.resize_with(self.vcpus, Default::default);
+        let mut cycles = Vec::new();
+        for (i, track) in self.wake.iter_mut().enumerate() {
+            let khz = crate::wakelat::tsc_khz(&self.status, i);
+            if khz == 0 {
+                continue;
+            }
+            cycles.clear();
+            crate::wakelat::poll(&self.status, i, track, &mut cycles);
+            self.wake_us
+                .extend(cycles.iter().map(|&c| crate::wakelat::cycles_us(c, khz)));
+        }
+    }
+
+    /// Ticks without a wake-up figure (see `wakelat::Track::lost`), all vCPUs.
+    pub(super) fn wake_lost(&self) -> u64 {
+        self.wake.iter().map(|t| t.lost).sum()
+    }
+
     pub(super) fn io_work(&self) -> u64 {
         match self.kind {
             GroupKind::Vm => (0..self.busy_threads).map(|j| self.status.busy(j)).sum(),
@@ -139,6 +163,8 @@ impl Run {
                     messages_seen: 0,
                     kthreads: Vec::new(),
                     cgroup,
+                    wake: Vec::new(),
+                    wake_us: Vec::new(),
                 });
             }
         }
@@ -182,6 +208,8 @@ impl Run {
                     messages_seen: 0,
                     kthreads: Vec::new(),
                     cgroup: None,
+                    wake: Vec::new(),
+                    wake_us: Vec::new(),
                 });
             }
         }
@@ -217,6 +245,7 @@ impl Run {
             m.failed |= !back.is_empty();
             self.problems.extend(back);
             m.last_work = work;
+            m.poll_wake();
         }
     }
 

@@ -112,6 +112,10 @@ struct Member {
     kthreads: Vec<u32>,
     /// The cpu cgroup the process was placed in (policy cgroup, or `cpu_max`).
     cgroup: Option<String>,
+    /// Ticking loads: the readers of the vCPUs' tick rings.
+    wake: Vec<crate::wakelat::Track>,
+    /// Ticking loads: the ticks' wake-up latencies read since the window start, µs.
+    wake_us: Vec<f64>,
 }
 
 /// Figures taken at one edge of the window.
