@@ -540,6 +540,9 @@ pub fn cmd(ctx: &Ctx, files: &[PathBuf]) -> Result<()> {
                 v.detail
             );
         }
+        for line in wake::lines(&res) {
+            println!("  {line}");
+        }
     }
     anyhow::ensure!(failed == 0, "{failed} verdicts failed");
     Ok(())
@@ -554,6 +557,8 @@ fn load(ctx: &Ctx, f: &Path) -> Result<(Scenario, ScenarioResult)> {
         .with_context(|| rf.display().to_string())?;
     Ok((scn, res))
 }
+
+mod wake;
 
 #[cfg(test)]
 mod alloc_tests;
