@@ -7,14 +7,21 @@
 //! VM's `kvm-pit` kernel thread, which injects the PIT's interrupt). Each tick's lateness is
 //! the TSC interval since the previous tick's stamp minus the nominal tick period, clamped at
 //! 0. For the one-shot LAPIC timer (vCPUs 1..), re-armed at handler entry, that is the tick's
-//! own lateness (plus the few instructions between the stamp and the re-arm). For the
-//! periodic PIT (vCPU 0) it is an approximation: a late tick followed by an on-time one
-//! shows a short interval, so the second reads 0 and the late tick's lateness is counted
-//! once, on the late tick; ticks KVM's PIT re-injects to catch up read 0 as well.
+//! own lateness (plus the few instructions between the stamp and the re-arm). The periodic
+//! PIT (vCPU 0) expires on a grid, `k × period` from some start, whatever the guest does, so
+//! tick `k`'s lateness is `(stamp_k − k × period) − min_j (stamp_j − j × period)` over the
+//! last [`GRID_TICKS`] ticks `j ≤ k`: the earliest tick of the window stands for the grid.
+//! Ticks that KVM's PIT re-injects to catch up count as late as they are. The window keeps
+//! a drift between the PIT and the TSC (a period that differs from the nominal one) from
+//! adding up: at most `GRID_TICKS` periods' worth of it.
 
 use crate::guest::{BLOCK_PERIOD, BLOCK_TSC_KHZ};
 use crate::layout::{counter_gpa, ring_gpa, ticks_gpa, RING_SLOTS};
 use crate::status::Status;
+use std::collections::VecDeque;
+
+/// Ticks of the periodic PIT's grid window (1 s at 100 Hz).
+pub const GRID_TICKS: u64 = 100;
 
 /// Where the reader of one vCPU's ring is.
 #[derive(Clone, Debug, Default)]
@@ -27,6 +34,11 @@ pub struct Track {
     /// than the one before (seen a few times per 2000 ticks on the nested test bed, probably
     /// the TSC differing between the host CPUs a vCPU thread migrates over).
     pub lost: u64,
+    /// A periodic timer (the PIT): lateness against the grid, not the interval.
+    pub periodic: bool,
+    /// Periodic: `(k, stamp_k − k × period)` of the window's ticks, the minimum first
+    /// (a monotonic queue: each entry's value is below every later entry's).
+    grid: VecDeque<(u64, i128)>,
 }
 
 impl Track {
@@ -59,6 +71,7 @@ impl Track {
         if first > self.next {
             self.lost += first - self.next;
             self.prev = None;
+            self.grid.clear();
         }
         for k in first..before {
             let s = stamp(k % RING_SLOTS);
@@ -68,9 +81,27 @@ impl Track {
                     // intervals is known.
                     self.lost += 1;
                     self.prev = None;
+                    self.grid.clear();
                     continue;
                 }
-                out.push((s - p).saturating_sub(period));
+                if !self.periodic {
+                    out.push((s - p).saturating_sub(period));
+                }
+            }
+            if self.periodic {
+                let v = i128::from(s) - i128::from(k) * i128::from(period);
+                while self.grid.back().is_some_and(|&(_, b)| b >= v) {
+                    self.grid.pop_back();
+                }
+                self.grid.push_back((k, v));
+                while self.grid.front().is_some_and(|&(j, _)| j + GRID_TICKS <= k) {
+                    self.grid.pop_front();
+                }
+                // The first tick after a start or a gap only opens the window.
+                if self.prev.is_some() {
+                    let min = self.grid.front().map_or(v, |&(_, m)| m);
+                    out.push(u64::try_from(v - min).unwrap_or(0));
+                }
             }
             self.prev = Some(s);
         }
@@ -80,6 +111,8 @@ impl Track {
 
 /// Reads vCPU `i`'s new stamps from a VMM's state (see [`Track::feed`]).
 pub fn poll(status: &Status, i: usize, track: &mut Track, out: &mut Vec<u64>) {
+    // vCPU 0 ticks from the periodic PIT, the others from a one-shot LAPIC timer (guest.rs).
+    track.periodic = i == 0;
     let period = status.guest_u64(counter_gpa(i) + BLOCK_PERIOD);
     let before = status.guest_u64(ticks_gpa(i));
     let ring = ring_gpa(i);
@@ -186,6 +219,34 @@ mod tests {
         let out = feed(&mut t, &bad, 20, 20);
         assert_eq!(out.len(), 17);
         assert_eq!(t.lost, 1);
+    }
+
+    #[test]
+    fn periodic_grid() {
+        let mut t = Track {
+            periodic: true,
+            ..Track::default()
+        };
+        // The first tick is 500 cycles late, tick 3 is 2.5 periods late and ticks 4 and 5
+        // (re-injected right after it) come 2 and 1 period late; the interval method would
+        // read 0 for both.
+        let s = [500, 10_000, 20_000, 55_000, 56_000, 57_000, 60_000, 70_010];
+        assert_eq!(
+            feed(&mut t, &s, 8, 8),
+            vec![0, 0, 25_000, 16_000, 7_000, 0, 10]
+        );
+        // The minimum leaves the window: a grid that drifts late by 1 cycle a tick reads
+        // at most GRID_TICKS cycles late.
+        let mut t = Track {
+            periodic: true,
+            ..Track::default()
+        };
+        let n = 400;
+        let s: Vec<u64> = (0..n).map(|k| k * (P + 1)).collect();
+        let out = feed(&mut t, &s, n, n);
+        assert_eq!(out.len() as u64, n - 1);
+        assert!(out.iter().all(|&l| l < GRID_TICKS));
+        assert_eq!(*out.last().unwrap(), GRID_TICKS - 1);
     }
 
     #[test]
