@@ -131,14 +131,22 @@ impl CgroupMode {
         let old = std::fs::read_to_string(Self::PATH).map_err(err(Self::PATH))?;
         std::fs::write(Self::PATH, mode).map_err(err(Self::PATH))?;
         let now = std::fs::read_to_string(Self::PATH).map_err(err(Self::PATH))?;
-        if now.trim() != mode {
+        if Self::selected(&now) != Some(mode) {
             return Err(format!(
                 "{}: wrote {mode}, reads {}",
                 Self::PATH,
                 now.trim()
             ));
         }
-        Ok(CgroupMode(old.trim().to_string()))
+        let old = Self::selected(&old).unwrap_or(old.trim()).to_string();
+        Ok(CgroupMode(old))
+    }
+
+    /// The mode in force: the file lists every mode, that one in brackets
+    /// (`up (smp) concur max tasks`).
+    fn selected(text: &str) -> Option<&str> {
+        text.split_whitespace()
+            .find_map(|w| w.strip_prefix('(')?.strip_suffix(')'))
     }
 }
 
@@ -511,4 +519,22 @@ pub(super) fn rseq(env: &Env) -> Result<Run, String> {
     run.samples = 1;
     run.push("seconds", "s", Kind::Cost, secs);
     Ok(run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroup_mode_in_force() {
+        assert_eq!(
+            CgroupMode::selected("up (smp) concur max tasks\n"),
+            Some("smp")
+        );
+        assert_eq!(
+            CgroupMode::selected("up smp (concur) max tasks"),
+            Some("concur")
+        );
+        assert_eq!(CgroupMode::selected("up smp concur max tasks"), None);
+    }
 }
