@@ -52,6 +52,29 @@ pub const VARIANTS: &[Variant] = &[
                that under vmfair the whole process (both threads) is in a VM group",
     },
     Variant {
+        name: "pipe-cgroup",
+        bench: "pipe",
+        args: &["--cgroup", "vmfair-pipe", "--seconds", "2"],
+        est_s: 3.0,
+        what: "pipe with the process (both threads) in a cpu cgroup of its own, one level \
+               below the root like a VM group: the baseline for pipe-vm under vmfair",
+    },
+    Variant {
+        name: "pipe-cgroup-smp",
+        bench: "pipe",
+        args: &[
+            "--cgroup",
+            "vmfair-pipe",
+            "--cgroup-mode",
+            "smp",
+            "--seconds",
+            "2",
+        ],
+        est_s: 3.0,
+        what: "pipe-cgroup with the cgroup's shares computed as a VM group's are (debugfs \
+               sched/cgroup_mode smp instead of the default concur)",
+    },
+    Variant {
         name: "fork",
         bench: "fork",
         args: &["--seconds", "2"],

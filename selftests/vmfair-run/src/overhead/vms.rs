@@ -122,12 +122,12 @@ impl Drop for BusyVms {
 
 /// The scheduler's group share mode for cgroups (`/sys/kernel/debug/sched/cgroup_mode`), set
 /// for the lifetime of the value and restored on drop.
-struct CgroupMode(String);
+pub(super) struct CgroupMode(String);
 
 impl CgroupMode {
     const PATH: &'static str = "/sys/kernel/debug/sched/cgroup_mode";
 
-    fn set(mode: &str) -> Result<CgroupMode, String> {
+    pub(super) fn set(mode: &str) -> Result<CgroupMode, String> {
         let old = std::fs::read_to_string(Self::PATH).map_err(err(Self::PATH))?;
         std::fs::write(Self::PATH, mode).map_err(err(Self::PATH))?;
         let now = std::fs::read_to_string(Self::PATH).map_err(err(Self::PATH))?;
