@@ -99,6 +99,24 @@ pub const VARIANTS: &[Variant] = &[
                for 3 s beside 2 busy one-vCPU VMs; wake-up to running, p50 and p99",
     },
     Variant {
+        name: "wakeup-noprec",
+        bench: "wakeup",
+        args: &[
+            "--seconds",
+            "3",
+            "--vms",
+            "2",
+            "--workers",
+            "2",
+            "--precision",
+            "0",
+        ],
+        est_s: 6.0,
+        what: "wakeup with the module's precision loop off (kernel.vmfair.precision 0) \
+               while vmfair is loaded: what the loop's share corrections of the busy VMs do \
+               to the workers' wake-ups",
+    },
+    Variant {
         name: "wakeup-cgroup",
         bench: "wakeup",
         args: &[

@@ -156,6 +156,25 @@ impl Drop for CgroupMode {
     }
 }
 
+/// `kernel.vmfair.precision` set for the lifetime of the value, restored on drop.
+struct Precision(String);
+
+impl Precision {
+    const PATH: &'static str = "/proc/sys/kernel/vmfair/precision";
+
+    fn set(v: &str) -> Result<Precision, String> {
+        let old = std::fs::read_to_string(Self::PATH).map_err(err(Self::PATH))?;
+        std::fs::write(Self::PATH, v).map_err(err(Self::PATH))?;
+        Ok(Precision(old.trim().to_string()))
+    }
+}
+
+impl Drop for Precision {
+    fn drop(&mut self) {
+        let _ = std::fs::write(Self::PATH, &self.0);
+    }
+}
+
 /// `wakeup`: wake-up latency of worker threads beside busy VMs.
 pub(super) fn wakeup(env: &Env) -> Result<Run, String> {
     let workers: usize = env.opts.num("workers", 2)?;
@@ -171,6 +190,11 @@ pub(super) fn wakeup(env: &Env) -> Result<Run, String> {
     let _mode = match env.opts.get("cgroup-mode") {
         Some(m) => Some(CgroupMode::set(m)?),
         None => None,
+    };
+    // `--precision 0|1`: kernel.vmfair.precision for this run, when the module is loaded.
+    let _precision = match env.opts.get("precision") {
+        Some(v) if env.loaded => Some(Precision::set(v)?),
+        _ => None,
     };
     let mut vms = BusyVms::start(env.opts.num("vms", 2)?, in_cgroups, env, &mut run)?;
     let epoch = env.epoch;
