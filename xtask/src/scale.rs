@@ -4,7 +4,7 @@
 //! `scale`, see `qemu-test/init` and `selftests/vmfair-run/src/scale.rs`); each prints one line
 //! of JSON. This writes them to `results/scale/scale.json`, renders
 //! `results/scale/report.md`, and ends with one line on the largest run:
-//! `scale: N VMs grouped, modprobe X s, rmmod Y s, Z KiB per VM group`.
+//! `scale: N VMs grouped, modprobe X s, rmmod Y s, Z KiB per VM group[, monitor …]`.
 //! Method and reading: `Documentation/vmfair/scale.rst`.
 
 use crate::kbuild::Built;
