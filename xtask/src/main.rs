@@ -15,6 +15,7 @@ mod qemu;
 mod readers;
 mod realvmm;
 mod scale;
+mod scale_monitor;
 mod scenario;
 mod selftest;
 mod source;

@@ -52,6 +52,29 @@ pub const VARIANTS: &[Variant] = &[
                that under vmfair the whole process (both threads) is in a VM group",
     },
     Variant {
+        name: "pipe-cgroup",
+        bench: "pipe",
+        args: &["--cgroup", "vmfair-pipe", "--seconds", "2"],
+        est_s: 3.0,
+        what: "pipe with the process (both threads) in a cpu cgroup of its own, one level \
+               below the root like a VM group: the baseline for pipe-vm under vmfair",
+    },
+    Variant {
+        name: "pipe-cgroup-smp",
+        bench: "pipe",
+        args: &[
+            "--cgroup",
+            "vmfair-pipe",
+            "--cgroup-mode",
+            "smp",
+            "--seconds",
+            "2",
+        ],
+        est_s: 3.0,
+        what: "pipe-cgroup with the cgroup's shares computed as a VM group's are (debugfs \
+               sched/cgroup_mode smp instead of the default concur)",
+    },
+    Variant {
         name: "fork",
         bench: "fork",
         args: &["--seconds", "2"],
@@ -74,6 +97,24 @@ pub const VARIANTS: &[Variant] = &[
         what: "schbench-style: every 1 ms a waker stamps the time and wakes one of 2 worker \
                threads through a pipe, which reads the clock when it runs (then spins 50 µs), \
                for 3 s beside 2 busy one-vCPU VMs; wake-up to running, p50 and p99",
+    },
+    Variant {
+        name: "wakeup-noprec",
+        bench: "wakeup",
+        args: &[
+            "--seconds",
+            "3",
+            "--vms",
+            "2",
+            "--workers",
+            "2",
+            "--precision",
+            "0",
+        ],
+        est_s: 6.0,
+        what: "wakeup with the module's precision loop off (kernel.vmfair.precision 0) \
+               while vmfair is loaded: what the loop's share corrections of the busy VMs do \
+               to the workers' wake-ups",
     },
     Variant {
         name: "wakeup-cgroup",
@@ -261,6 +302,7 @@ fn boot_runs(
     k: &Kernel,
     name: &str,
     todo: Vec<Planned>,
+    icount: bool,
     acc: &mut Collected,
 ) -> Vec<Planned> {
     if todo.is_empty() {
@@ -281,8 +323,9 @@ fn boot_runs(
         mem_mib: 2048,
         plan: plan_lines(&todo),
         files: vec![],
-        timeout: Duration::from_secs_f64(180.0 + est * 3.0),
-        icount: false,
+        // Under icount a busy guest second can take several host seconds.
+        timeout: Duration::from_secs_f64(180.0 + est * if icount { 8.0 } else { 3.0 }),
+        icount,
         silence: Duration::from_secs(300),
     };
     let outcome = match boot.run(ctx) {
@@ -360,6 +403,8 @@ struct Args {
     only: Option<Vec<String>>,
     stock: bool,
     report_only: bool,
+    /// Deterministic guest time (`-icount`), the default.
+    icount: bool,
 }
 
 fn parse_args(args: &[String]) -> Result<Args> {
@@ -368,6 +413,7 @@ fn parse_args(args: &[String]) -> Result<Args> {
         only: None,
         stock: true,
         report_only: false,
+        icount: true,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -393,9 +439,10 @@ fn parse_args(args: &[String]) -> Result<Args> {
             }
             "--no-stock" => a.stock = false,
             "--report" => a.report_only = true,
+            "--no-icount" => a.icount = false,
             other => bail!(
                 "unknown option {other}\nusage: cargo xtask overhead [--runs N] \
-                 [--only VARIANT,…] [--no-stock] [--report]"
+                 [--only VARIANT,…] [--no-stock] [--no-icount] [--report]"
             ),
         }
     }
@@ -406,13 +453,16 @@ fn names() -> Vec<&'static str> {
     VARIANTS.iter().map(|v| v.name).collect()
 }
 
-fn meta_base(seconds: f64, runs: u32) -> Meta {
+fn meta_base(seconds: f64, runs: u32, icount: bool) -> Meta {
     Meta {
         runs_per_config: runs,
         guest_cpus: GUEST_CPUS,
-        tcg: match Mode::for_cpus(GUEST_CPUS) {
-            Mode::MultiThread => "multi-threaded".into(),
-            Mode::SingleThread => "single-threaded".into(),
+        tcg: match (icount, Mode::for_cpus(GUEST_CPUS)) {
+            (true, _) => "single-threaded with -icount shift=2,sleep=on (guest time counts \
+                          instructions)"
+                .into(),
+            (false, Mode::MultiThread) => "multi-threaded".into(),
+            (false, Mode::SingleThread) => "single-threaded".into(),
         },
         rseq_migrations: RSEQ_MIGRATIONS,
         seconds,
@@ -481,7 +531,7 @@ fn print_table(rows: &[report::Row]) {
     }
 }
 
-/// `cargo xtask overhead [--runs N] [--only V,…] [--no-stock] [--report]`;
+/// `cargo xtask overhead [--runs N] [--only V,…] [--no-stock] [--no-icount] [--report]`;
 /// returns the line to print last.
 pub fn cmd(ctx: &Ctx, args: &[String]) -> Result<String> {
     let a = parse_args(args)?;
@@ -528,7 +578,7 @@ pub fn cmd(ctx: &Ctx, args: &[String]) -> Result<String> {
     if out.exists() {
         std::fs::remove_dir_all(&out).with_context(|| format!("remove {}", out.display()))?;
     }
-    let mut meta = meta_base(0.0, a.runs);
+    let mut meta = meta_base(0.0, a.runs, a.icount);
     // One boot of the test kernel for all its runs; the stock kernel's runs
     // in two boots, one before and one after it, so that a drift of the
     // emulation speed over the run falls on both kernels alike.
@@ -566,7 +616,7 @@ pub fn cmd(ctx: &Ctx, args: &[String]) -> Result<String> {
             Some(r) => schedule(k.configs, r, &variants),
             None => std::mem::take(&mut k.missing),
         };
-        let left = boot_runs(ctx, k, &name, todo, &mut acc);
+        let left = boot_runs(ctx, k, &name, todo, a.icount, &mut acc);
         k.missing.extend(left);
         // Partial outputs after every boot.
         meta.seconds = t0.elapsed().as_secs_f64();
@@ -681,5 +731,7 @@ mod tests {
         assert!(parse_args(&["--runs".into(), "0".into()]).is_err());
         assert!(parse_args(&["--bogus".into()]).is_err());
         assert!(parse_args(&[]).unwrap().stock);
+        assert!(parse_args(&[]).unwrap().icount);
+        assert!(!parse_args(&["--no-icount".into()]).unwrap().icount);
     }
 }

@@ -4,7 +4,7 @@
 //! `scale`, see `qemu-test/init` and `selftests/vmfair-run/src/scale.rs`); each prints one line
 //! of JSON. This writes them to `results/scale/scale.json`, renders
 //! `results/scale/report.md`, and ends with one line on the largest run:
-//! `scale: N VMs grouped, modprobe X s, rmmod Y s, Z KiB per VM group`.
+//! `scale: N VMs grouped, modprobe X s, rmmod Y s, Z KiB per VM group[, monitor …]`.
 //! Method and reading: `Documentation/vmfair/scale.rst`.
 
 use crate::kbuild::Built;
@@ -332,11 +332,12 @@ pub fn last_line(all: &ScaleFile) -> String {
         return "scale: no run finished".into();
     };
     format!(
-        "scale: {} VMs grouped, modprobe {} s, rmmod {} s, {} KiB per VM group",
+        "scale: {} VMs grouped, modprobe {} s, rmmod {} s, {} KiB per VM group{}",
         num(r.start.as_ref().map(|s| s.grouped as f64), 0),
         num(r.modprobe_s, 2),
         num(r.rmmod_s, 2),
-        num(r.memory.as_ref().map(|m| m.per_vm_kib), 2)
+        num(r.memory.as_ref().map(|m| m.per_vm_kib), 2),
+        crate::scale_monitor::summary(r)
     )
 }
 
@@ -627,6 +628,7 @@ pub fn render(all: &ScaleFile) -> String {
             f.migrations,
         );
     }
+    s.push_str(&crate::scale_monitor::render(all));
     let problems = all_problems(all);
     let _ = writeln!(s, "\n## Problems\n");
     if problems.is_empty() {
@@ -683,6 +685,25 @@ mod tests {
         let mut v: Value = serde_json::from_str(FILE).unwrap();
         f(&mut v);
         v.to_string()
+    }
+
+    #[test]
+    fn monitor_section_and_summary() {
+        let cost = json!({"window_s": 5.0, "period_ms": 100, "passes": 48, "readings": 49152,
+            "vms_per_pass": 1024.0, "pass_ms": 2.5, "per_vm_pass_us": 2.44,
+            "cpu_fraction": 0.024, "share_updates": 3});
+        let all = file(&changed(|v| {
+            v["runs"][1]["monitor"] = json!({"precision": 1, "idle": cost});
+        }))
+        .unwrap();
+        assert!(last_line(&all)
+            .ends_with("37.00 KiB per VM group, monitor 2.50 ms per pass (2.40% of a CPU)"));
+        let r = render(&all);
+        assert!(
+            r.contains("| 4 | 1 | idle | 48 | 1024 | 2.500 | 2.44 | 2.40% | 3 |"),
+            "{r}"
+        );
+        assert!(!render(&file(FILE).unwrap()).contains("Load monitor"));
     }
 
     #[test]

@@ -69,6 +69,7 @@ pub const OPTIONS: &[&str] = &[
     "cgroup",
     "vm-cgroups",
     "cgroup-mode",
+    "precision",
     "group-timeout-ms",
 ];
 

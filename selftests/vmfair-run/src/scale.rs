@@ -156,6 +156,7 @@ pub fn main(opts: &Opts) -> Result<i32, String> {
 
 mod child;
 mod measure;
+mod monitor;
 mod stats;
 
 use measure::*;
@@ -275,6 +276,7 @@ impl Run {
         self.adopt()?;
         let la = snapshot(Duration::from_millis(500))?;
         self.read_costs("loaded")?;
+        self.monitor_idle();
         let s = run_tool(&[&rmmod, "vmfair"])?;
         say!("scale: rmmod vmfair with {} VMs: {s:.3} s", self.n);
         self.out["rmmod_s"] = json!(r3(s));
@@ -746,6 +748,7 @@ impl Run {
         std::thread::sleep(self.warmup);
         let c0: Vec<u32> = busy.iter().map(|i| self.slot(*i).counter()).collect();
         let m0: Vec<u64> = pids.iter().map(|p| migrations(*p)).collect();
+        let mon_a = monitor::read();
         let a = cpu_times(&pids);
         // Where the busy VMs are, about once a second.
         let mut series = vec![per_cpu(a.iter().map(|x| x.2))];
@@ -757,6 +760,9 @@ impl Run {
             }
         }
         let b = cpu_times(&pids);
+        if let (Some(x), Some(y)) = (mon_a, monitor::read()) {
+            self.out["monitor"]["busy"] = monitor::cost(x, y);
+        }
         series.push(per_cpu(b.iter().map(|x| x.2)));
         let m1: Vec<u64> = pids.iter().map(|p| migrations(*p)).collect();
         let c1: Vec<u32> = busy.iter().map(|i| self.slot(*i).counter()).collect();
@@ -812,6 +818,18 @@ impl Run {
             format!("fairness: {stalled} busy VMs made no progress in the window")
         });
         Ok(())
+    }
+
+    /// The load monitor over 5 s with the N adopted VMs idle.
+    fn monitor_idle(&mut self) {
+        self.out["monitor"] = json!({"precision": monitor::precision()});
+        let a = monitor::read();
+        std::thread::sleep(Duration::from_secs(5));
+        if let (Some(a), Some(b)) = (a, monitor::read()) {
+            let c = monitor::cost(a, b);
+            say!("scale: load monitor with {} idle VMs: {c}", self.n);
+            self.out["monitor"]["idle"] = c;
+        }
     }
 
     /// Kills every VM, then waits until vmfair has let them all go.

@@ -121,6 +121,9 @@ pub struct Run {
     pub fairness: Option<Fairness>,
     #[serde(default)]
     pub teardown_s: Option<f64>,
+    /// The load monitor's cost with the N VMs (runs since it reads it).
+    #[serde(default)]
+    pub monitor: Option<MonitorRun>,
     /// Added by the host: [`Model`].
     #[serde(default)]
     pub model: Option<Model>,
@@ -249,6 +252,31 @@ pub struct Fairness {
     pub migrations: u64,
     /// Busy VMs per CPU, by CPU number, about once a second.
     pub vms_per_cpu: Vec<BTreeMap<String, u64>>,
+}
+
+/// The load monitor with the N VMs: idle (after adoption) and over the fairness window.
+#[derive(Debug, Deserialize)]
+pub struct MonitorRun {
+    /// `kernel.vmfair.precision`.
+    #[serde(default)]
+    pub precision: Option<u64>,
+    #[serde(default)]
+    pub idle: Option<MonitorCost>,
+    #[serde(default)]
+    pub busy: Option<MonitorCost>,
+}
+
+/// `kernel.vmfair.monitor` between two reads.
+#[derive(Debug, Deserialize)]
+pub struct MonitorCost {
+    pub passes: u64,
+    pub vms_per_pass: f64,
+    /// Time in passes per pass.
+    pub pass_ms: f64,
+    pub per_vm_pass_us: f64,
+    /// Time in passes over the stretch, in CPUs.
+    pub cpu_fraction: f64,
+    pub share_updates: u64,
 }
 
 /// The host's model of a VM group's memory: the measured slab part plus one `cfs_tg_state`

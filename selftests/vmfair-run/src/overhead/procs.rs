@@ -8,6 +8,16 @@ use super::*;
 pub(super) fn pipe(env: &Env) -> Result<Run, String> {
     let mut run = Run::default();
     let in_vm = env.opts.num("vm", 0u32)? != 0;
+    // `--cgroup NAME`: the process (both threads) in a cpu cgroup of its own, one level below
+    // the root like a VM group; `--cgroup-mode M` its share computation, for this run only.
+    let cgroup = match env.opts.get("cgroup") {
+        Some(n) => Some(OwnCgroup::enter(n)?),
+        None => None,
+    };
+    let _mode = match env.opts.get("cgroup-mode") {
+        Some(m) => Some(super::vms::CgroupMode::set(m)?),
+        None => None,
+    };
     let _vm = if in_vm {
         let vm = tiny_vm(&HLT_LOOP, env)?;
         expect_hlt(vm.vcpu.run())?;
@@ -40,7 +50,11 @@ pub(super) fn pipe(env: &Env) -> Result<Run, String> {
     for _ in 0..100 {
         round_trip()?;
     }
-    if in_vm {
+    if let Some(cg) = &cgroup {
+        run.groups = thread_groups(std::process::id())?;
+        run.problems
+            .extend(placement_problem(&run.groups, &format!("/{}", cg.0)));
+    } else if in_vm {
         // Both threads, the one created after the VM included: in the process's VM group
         // under vmfair, in the root group otherwise.
         run.groups = thread_groups(std::process::id())?;
@@ -65,6 +79,32 @@ pub(super) fn pipe(env: &Env) -> Result<Run, String> {
         run.push("rtt_p99", "ns", Kind::Info, v);
     }
     Ok(run)
+}
+
+/// This process in `/sys/fs/cgroup/NAME` (cpu controller on) until dropped, then back in the
+/// root cgroup and the cgroup removed.
+struct OwnCgroup(String);
+
+impl OwnCgroup {
+    fn enter(name: &str) -> Result<OwnCgroup, String> {
+        crate::runner::cpu_controller()?;
+        let dir = format!("/sys/fs/cgroup/{name}");
+        let _ = std::fs::remove_dir(&dir);
+        std::fs::create_dir(&dir).map_err(err(&dir))?;
+        let procs = format!("{dir}/cgroup.procs");
+        std::fs::write(&procs, std::process::id().to_string()).map_err(err(&procs))?;
+        Ok(OwnCgroup(name.to_string()))
+    }
+}
+
+impl Drop for OwnCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::write(
+            "/sys/fs/cgroup/cgroup.procs",
+            std::process::id().to_string(),
+        );
+        let _ = std::fs::remove_dir(format!("/sys/fs/cgroup/{}", self.0));
+    }
 }
 
 /// One fork + `_exit` + waitpid; its duration in ns.

@@ -122,27 +122,54 @@ impl Drop for BusyVms {
 
 /// The scheduler's group share mode for cgroups (`/sys/kernel/debug/sched/cgroup_mode`), set
 /// for the lifetime of the value and restored on drop.
-struct CgroupMode(String);
+pub(super) struct CgroupMode(String);
 
 impl CgroupMode {
     const PATH: &'static str = "/sys/kernel/debug/sched/cgroup_mode";
 
-    fn set(mode: &str) -> Result<CgroupMode, String> {
+    pub(super) fn set(mode: &str) -> Result<CgroupMode, String> {
         let old = std::fs::read_to_string(Self::PATH).map_err(err(Self::PATH))?;
         std::fs::write(Self::PATH, mode).map_err(err(Self::PATH))?;
         let now = std::fs::read_to_string(Self::PATH).map_err(err(Self::PATH))?;
-        if now.trim() != mode {
+        if Self::selected(&now) != Some(mode) {
             return Err(format!(
                 "{}: wrote {mode}, reads {}",
                 Self::PATH,
                 now.trim()
             ));
         }
-        Ok(CgroupMode(old.trim().to_string()))
+        let old = Self::selected(&old).unwrap_or(old.trim()).to_string();
+        Ok(CgroupMode(old))
+    }
+
+    /// The mode in force: the file lists every mode, that one in brackets
+    /// (`up (smp) concur max tasks`).
+    fn selected(text: &str) -> Option<&str> {
+        text.split_whitespace()
+            .find_map(|w| w.strip_prefix('(')?.strip_suffix(')'))
     }
 }
 
 impl Drop for CgroupMode {
+    fn drop(&mut self) {
+        let _ = std::fs::write(Self::PATH, &self.0);
+    }
+}
+
+/// `kernel.vmfair.precision` set for the lifetime of the value, restored on drop.
+struct Precision(String);
+
+impl Precision {
+    const PATH: &'static str = "/proc/sys/kernel/vmfair/precision";
+
+    fn set(v: &str) -> Result<Precision, String> {
+        let old = std::fs::read_to_string(Self::PATH).map_err(err(Self::PATH))?;
+        std::fs::write(Self::PATH, v).map_err(err(Self::PATH))?;
+        Ok(Precision(old.trim().to_string()))
+    }
+}
+
+impl Drop for Precision {
     fn drop(&mut self) {
         let _ = std::fs::write(Self::PATH, &self.0);
     }
@@ -163,6 +190,11 @@ pub(super) fn wakeup(env: &Env) -> Result<Run, String> {
     let _mode = match env.opts.get("cgroup-mode") {
         Some(m) => Some(CgroupMode::set(m)?),
         None => None,
+    };
+    // `--precision 0|1`: kernel.vmfair.precision for this run, when the module is loaded.
+    let _precision = match env.opts.get("precision") {
+        Some(v) if env.loaded => Some(Precision::set(v)?),
+        _ => None,
     };
     let mut vms = BusyVms::start(env.opts.num("vms", 2)?, in_cgroups, env, &mut run)?;
     let epoch = env.epoch;
@@ -511,4 +543,22 @@ pub(super) fn rseq(env: &Env) -> Result<Run, String> {
     run.samples = 1;
     run.push("seconds", "s", Kind::Cost, secs);
     Ok(run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroup_mode_in_force() {
+        assert_eq!(
+            CgroupMode::selected("up (smp) concur max tasks\n"),
+            Some("smp")
+        );
+        assert_eq!(
+            CgroupMode::selected("up smp (concur) max tasks"),
+            Some("concur")
+        );
+        assert_eq!(CgroupMode::selected("up smp concur max tasks"), None);
+    }
 }

@@ -23,7 +23,7 @@ mod checks;
 mod events;
 mod measure;
 mod members;
-mod monitor;
+pub(crate) mod monitor;
 mod setup;
 mod topcmp;
 mod window;

@@ -5,20 +5,20 @@
 use vmfair_scenario::Check;
 
 /// The module's monitor file.
-pub(super) const MONITOR: &str = "/proc/sys/kernel/vmfair/monitor";
+pub(crate) const MONITOR: &str = "/proc/sys/kernel/vmfair/monitor";
 
 /// The counters of `kernel.vmfair.monitor`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(super) struct Monitor {
-    pub(super) period_ms: u64,
-    pub(super) passes: u64,
-    pub(super) readings: u64,
-    pub(super) busy_ns: u64,
-    pub(super) share_updates: u64,
+pub(crate) struct Monitor {
+    pub(crate) period_ms: u64,
+    pub(crate) passes: u64,
+    pub(crate) readings: u64,
+    pub(crate) busy_ns: u64,
+    pub(crate) share_updates: u64,
 }
 
 /// The counters in `text` (`key value` lines); None if one is missing or malformed.
-pub(super) fn parse(text: &str) -> Option<Monitor> {
+pub(crate) fn parse(text: &str) -> Option<Monitor> {
     let get = |key: &str| {
         text.lines()
             .filter_map(|l| l.split_once(' '))

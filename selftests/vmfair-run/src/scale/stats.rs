@@ -48,7 +48,8 @@ pub fn pct_json(v: &[f64]) -> Value {
 }
 
 /// One line of `/proc/sys/kernel/vmfair/vms`: `<pid> vcpus <n> weight <w> shares <s> group
-/// <id>` (keys after the pid in any order; unknown ones are kept too).
+/// <id> reservation <cpus> limit <cpus>` (keys after the pid in any order; unknown ones are
+/// kept too, those with decimals checked and left out).
 #[derive(Clone, Debug, PartialEq)]
 pub struct VmLine {
     pub pid: u32,
@@ -70,8 +71,15 @@ pub fn parse_vms(text: &str) -> Result<Vec<VmLine>, String> {
         let pid = w.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;
         let mut fields = BTreeMap::new();
         while let Some(k) = w.next() {
-            let v = w.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
-            fields.insert(k.to_string(), v);
+            let v = w.next().ok_or_else(bad)?;
+            // `reservation` and `limit` are CPUs with two decimals: numbers, not counts.
+            match v.parse::<u64>() {
+                Ok(n) => {
+                    fields.insert(k.to_string(), n);
+                }
+                Err(_) if v.parse::<f64>().is_ok_and(f64::is_finite) => {}
+                Err(_) => return Err(bad()),
+            }
         }
         out.push(VmLine { pid, fields });
     }
@@ -256,6 +264,13 @@ mod tests {
         assert!(parse_vms("1234 vcpus\n").is_err());
         assert!(parse_vms("x vcpus 1\n").is_err());
         assert!(parse_vms("12 vcpus one\n").is_err());
+        let v = parse_vms(
+            "1430 vcpus 1 weight 100 shares 1024 group 558 reservation 0.00 limit 0.50\n",
+        )
+        .unwrap();
+        assert_eq!(v[0].group(), Some(558));
+        assert_eq!(v[0].fields.len(), 4);
+        assert!(parse_vms("12 group 3 limit x\n").is_err());
     }
 
     #[test]
