@@ -117,6 +117,42 @@ pub const VARIANTS: &[Variant] = &[
                to the workers' wake-ups",
     },
     Variant {
+        name: "wakeup-full",
+        bench: "wakeup",
+        args: &[
+            "--seconds",
+            "3",
+            "--vms",
+            "2",
+            "--workers",
+            "2",
+            "--preempt",
+            "full",
+        ],
+        est_s: 6.0,
+        what: "wakeup with the full preemption model (debugfs sched/preempt full) instead of \
+               the kernel's default lazy one, which asks a remote CPU to reschedule without an \
+               interrupt, so that a busy vCPU in guest mode keeps its CPU until its next exit",
+    },
+    Variant {
+        name: "wakeup-noparity",
+        bench: "wakeup",
+        args: &[
+            "--seconds",
+            "3",
+            "--vms",
+            "2",
+            "--workers",
+            "2",
+            "--sched-feat",
+            "NO_RUN_TO_PARITY",
+        ],
+        est_s: 6.0,
+        what: "wakeup with the scheduler feature RUN_TO_PARITY off (debugfs sched/features), \
+               which otherwise lets the running task finish its slice before an eligible \
+               wakee may preempt it",
+    },
+    Variant {
         name: "wakeup-cgroup",
         bench: "wakeup",
         args: &[

@@ -34,7 +34,7 @@ use crate::Opts;
 use serde::Serialize;
 use std::io::{Read, Write};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -69,6 +69,8 @@ pub const OPTIONS: &[&str] = &[
     "cgroup",
     "vm-cgroups",
     "cgroup-mode",
+    "preempt",
+    "sched-feat",
     "precision",
     "group-timeout-ms",
 ];

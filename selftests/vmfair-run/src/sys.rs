@@ -184,6 +184,12 @@ pub fn gettid() -> u32 {
     unsafe { libc::gettid() as u32 }
 }
 
+/// The CPU the calling thread runs on (it may move right after).
+pub fn current_cpu() -> i32 {
+    // SAFETY: plain library call without arguments (vDSO getcpu or the system call).
+    unsafe { libc::sched_getcpu() }
+}
+
 /// Sets the nice of the calling thread (new threads inherit it).
 pub fn set_nice(nice: i32) -> io::Result<()> {
     // SAFETY: plain system call; who = 0 is the calling thread on Linux.

@@ -120,26 +120,28 @@ impl Drop for BusyVms {
     }
 }
 
-/// The scheduler's group share mode for cgroups (`/sys/kernel/debug/sched/cgroup_mode`), set
-/// for the lifetime of the value and restored on drop.
-pub(super) struct CgroupMode(String);
+/// A scheduler mode in debugfs, set for the lifetime of the value and restored on drop: the
+/// group share mode for cgroups ([`CgroupMode::PATH`]) or the preemption model
+/// ([`CgroupMode::PREEMPT`]).
+pub(super) struct CgroupMode(&'static str, String);
 
 impl CgroupMode {
     const PATH: &'static str = "/sys/kernel/debug/sched/cgroup_mode";
+    const PREEMPT: &'static str = "/sys/kernel/debug/sched/preempt";
 
     pub(super) fn set(mode: &str) -> Result<CgroupMode, String> {
-        let old = std::fs::read_to_string(Self::PATH).map_err(err(Self::PATH))?;
-        std::fs::write(Self::PATH, mode).map_err(err(Self::PATH))?;
-        let now = std::fs::read_to_string(Self::PATH).map_err(err(Self::PATH))?;
+        Self::set_at(Self::PATH, mode)
+    }
+
+    fn set_at(path: &'static str, mode: &str) -> Result<CgroupMode, String> {
+        let old = std::fs::read_to_string(path).map_err(err(path))?;
+        std::fs::write(path, mode).map_err(err(path))?;
+        let now = std::fs::read_to_string(path).map_err(err(path))?;
         if Self::selected(&now) != Some(mode) {
-            return Err(format!(
-                "{}: wrote {mode}, reads {}",
-                Self::PATH,
-                now.trim()
-            ));
+            return Err(format!("{path}: wrote {mode}, reads {}", now.trim()));
         }
         let old = Self::selected(&old).unwrap_or(old.trim()).to_string();
-        Ok(CgroupMode(old))
+        Ok(CgroupMode(path, old))
     }
 
     /// The mode in force: the file lists every mode, that one in brackets
@@ -151,6 +153,36 @@ impl CgroupMode {
 }
 
 impl Drop for CgroupMode {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.0, &self.1);
+    }
+}
+
+/// A scheduler feature (debugfs `sched/features`) turned on (`NAME`) or off (`NO_NAME`) for the
+/// lifetime of the value, and turned back on drop.
+struct SchedFeat(String);
+
+impl SchedFeat {
+    const PATH: &'static str = "/sys/kernel/debug/sched/features";
+
+    fn set(feat: &str) -> Result<SchedFeat, String> {
+        let name = feat.strip_prefix("NO_").unwrap_or(feat);
+        let old = std::fs::read_to_string(Self::PATH).map_err(err(Self::PATH))?;
+        let was_on = old.split_whitespace().any(|w| w == name);
+        if !was_on && !old.split_whitespace().any(|w| w == format!("NO_{name}")) {
+            return Err(format!("{}: no feature {name}", Self::PATH));
+        }
+        std::fs::write(Self::PATH, feat).map_err(err(Self::PATH))?;
+        let back = if was_on {
+            name.to_string()
+        } else {
+            format!("NO_{name}")
+        };
+        Ok(SchedFeat(back))
+    }
+}
+
+impl Drop for SchedFeat {
     fn drop(&mut self) {
         let _ = std::fs::write(Self::PATH, &self.0);
     }
@@ -191,6 +223,16 @@ pub(super) fn wakeup(env: &Env) -> Result<Run, String> {
         Some(m) => Some(CgroupMode::set(m)?),
         None => None,
     };
+    // `--preempt M`: the preemption model (debugfs sched/preempt), for this run only.
+    let _preempt = match env.opts.get("preempt") {
+        Some(m) => Some(CgroupMode::set_at(CgroupMode::PREEMPT, m)?),
+        None => None,
+    };
+    // `--sched-feat [NO_]NAME`: a scheduler feature for this run only.
+    let _feat = match env.opts.get("sched-feat") {
+        Some(f) => Some(SchedFeat::set(f)?),
+        None => None,
+    };
     // `--precision 0|1`: kernel.vmfair.precision for this run, when the module is loaded.
     let _precision = match env.opts.get("precision") {
         Some(v) if env.loaded => Some(Precision::set(v)?),
@@ -202,7 +244,8 @@ pub(super) fn wakeup(env: &Env) -> Result<Run, String> {
     let mut threads = Vec::new();
     for i in 0..workers {
         let (r, w) = std::io::pipe().map_err(err("pipe"))?;
-        let stamp = Arc::new(AtomicU64::new(0));
+        // The waker's stamp and its CPU; the worker compares its own CPU with it.
+        let stamp = Arc::new((AtomicU64::new(0), AtomicI32::new(-1)));
         let st = stamp.clone();
         let h = std::thread::Builder::new()
             .name(format!("worker{i}"))
@@ -210,7 +253,11 @@ pub(super) fn wakeup(env: &Env) -> Result<Run, String> {
                 let (mut b, mut lat) = ([0u8; 1], Vec::new());
                 while matches!((&r).read(&mut b), Ok(1)) {
                     let now = epoch.elapsed().as_nanos() as u64;
-                    lat.push(now.saturating_sub(st.load(Ordering::Acquire)) as f64);
+                    let same = sys::current_cpu() == st.1.load(Ordering::Acquire);
+                    lat.push((
+                        now.saturating_sub(st.0.load(Ordering::Acquire)) as f64,
+                        same,
+                    ));
                     let t = Instant::now();
                     while t.elapsed() < spin {
                         std::hint::spin_loop();
@@ -226,7 +273,8 @@ pub(super) fn wakeup(env: &Env) -> Result<Run, String> {
     let mut i = 0;
     while Instant::now() < end {
         let (w, stamp) = &wakers[i % workers];
-        stamp.store(env.ns(), Ordering::Release);
+        stamp.1.store(sys::current_cpu(), Ordering::Release);
+        stamp.0.store(env.ns(), Ordering::Release);
         (&*w).write_all(&[1]).map_err(err("pipe write"))?;
         i += 1;
         std::thread::sleep(sleep);
@@ -238,8 +286,35 @@ pub(super) fn wakeup(env: &Env) -> Result<Run, String> {
     }
     vms.stop(&mut run);
     run.samples = lat.len() as u64;
-    push_percentiles(&mut run, "wakeup", lat, "us", 1e3);
+    push_split(&mut run, &lat);
+    push_percentiles(
+        &mut run,
+        "wakeup",
+        lat.into_iter().map(|s| s.0).collect(),
+        "us",
+        1e3,
+    );
     Ok(run)
+}
+
+/// `wakeup`'s two classes of wake-ups: the worker ran on the CPU its waker had stamped from
+/// (local: it waits for the waker to sleep) or on the other one (remote: it waits for the task
+/// running there). `wakeup_local_pct` is the share of local wake-ups (context), and
+/// `wakeup_local_p50`, `wakeup_remote_p50` the p50 of each class (costs). The pooled p50 lies
+/// where the classes meet, so it moves with the share. Samples are (ns, local).
+fn push_split(run: &mut Run, lat: &[(f64, bool)]) {
+    if lat.is_empty() {
+        return;
+    }
+    let local: Vec<f64> = lat.iter().filter(|s| s.1).map(|s| s.0).collect();
+    let remote: Vec<f64> = lat.iter().filter(|s| !s.1).map(|s| s.0).collect();
+    let pct = 100.0 * local.len() as f64 / lat.len() as f64;
+    run.push("wakeup_local_pct", "%", Kind::Info, pct);
+    for (name, xs) in [("wakeup_local_p50", local), ("wakeup_remote_p50", remote)] {
+        if let Some(v) = percentile(&sorted(xs), 50.0) {
+            run.push(name, "us", Kind::Cost, v / 1e3);
+        }
+    }
 }
 
 /// Times of one VM life cycle, ns since the epoch.
@@ -560,5 +635,31 @@ mod tests {
             Some("concur")
         );
         assert_eq!(CgroupMode::selected("up smp concur max tasks"), None);
+        // The preemption model file has the same form.
+        assert_eq!(CgroupMode::selected("full (lazy) \n"), Some("lazy"));
+    }
+
+    #[test]
+    fn wakeups_split_by_cpu() {
+        let mut run = Run::default();
+        let lat = [
+            (25e3, true),
+            (26e3, true),
+            (300e3, false),
+            (40e3, false),
+            (500e3, false),
+        ];
+        push_split(&mut run, &lat);
+        let get = |n: &str| run.metrics.iter().find(|m| m.name == n).map(|m| m.value);
+        assert_eq!(get("wakeup_local_pct"), Some(40.0));
+        assert_eq!(get("wakeup_local_p50"), Some(25.5));
+        assert_eq!(get("wakeup_remote_p50"), Some(300.0));
+        // All local: no remote figure, and nothing at all for no samples.
+        let mut run = Run::default();
+        push_split(&mut run, &[(1e3, true)]);
+        assert_eq!(run.metrics.len(), 2);
+        let mut run = Run::default();
+        push_split(&mut run, &[]);
+        assert!(run.metrics.is_empty());
     }
 }
