@@ -151,8 +151,12 @@ pub struct Load {
     pub ready_long: u64,
     /// Readings averaged so far.
     pub samples: u64,
-    /// The next interval sets the short-window averages outright ([`Load::restart_short`]).
+    /// The next interval is left out of the short window, which then starts again
+    /// ([`Load::restart_short`]).
     restart: bool,
+    /// Nanoseconds the short window has averaged since it (re)started, at most
+    /// [`SHORT_WINDOW_NS`]: until it spans the window, it is the plain mean of its intervals.
+    span: u64,
 }
 
 /// `avg` moved towards `x` by `dt / window` (all of the way for `dt >= window`).
@@ -171,7 +175,9 @@ fn ewma(avg: u64, x: u64, dt: u64, window: u64) -> u64 {
 impl Load {
     /// Takes a new reading. The first only sets the base; so does one whose clock did not
     /// advance. Counters that went backwards (a thread's wait leaves with the thread) count as
-    /// no change for that interval. The first interval sets the averages outright.
+    /// no change for that interval. The first interval sets the averages outright; the short
+    /// window then averages its intervals alike until it spans [`SHORT_WINDOW_NS`], and moves
+    /// as an exponential average from then on.
     pub fn update(&mut self, r: Reading) {
         let Some(last) = self.last.replace(r) else {
             return;
@@ -187,22 +193,28 @@ impl Load {
         if self.samples == 0 {
             (self.used_short, self.ready_short) = (used, ready);
             (self.used_long, self.ready_long) = (used, ready);
-        } else if self.restart {
-            (self.used_short, self.ready_short) = (used, ready);
-            self.used_long = ewma(self.used_long, used, dt, LONG_WINDOW_NS);
-            self.ready_long = ewma(self.ready_long, ready, dt, LONG_WINDOW_NS);
+            self.span = dt.min(SHORT_WINDOW_NS);
         } else {
-            self.used_short = ewma(self.used_short, used, dt, SHORT_WINDOW_NS);
-            self.ready_short = ewma(self.ready_short, ready, dt, SHORT_WINDOW_NS);
+            if self.restart {
+                // The interval the change fell in: neither the old regime nor the new one.
+                self.restart = false;
+                self.span = 0;
+            } else {
+                // With `span` the window so far, `ewma` is the running mean of its intervals.
+                self.span = (self.span + dt).min(SHORT_WINDOW_NS);
+                self.used_short = ewma(self.used_short, used, dt, self.span);
+                self.ready_short = ewma(self.ready_short, ready, dt, self.span);
+            }
             self.used_long = ewma(self.used_long, used, dt, LONG_WINDOW_NS);
             self.ready_long = ewma(self.ready_long, ready, dt, LONG_WINDOW_NS);
         }
         self.samples += 1;
-        self.restart = false;
     }
 
-    /// Makes the short window start again at the next interval, forgetting what came before,
-    /// so that it shows a change at once instead of over a second (the long window goes on).
+    /// Makes the short window start again after the next interval, forgetting what came
+    /// before, so that it shows a change within a few intervals instead of over a second (the
+    /// long window goes on). The next interval, in which the change happened, is left out; the
+    /// short averages keep their old values until the interval after it.
     pub fn restart_short(&mut self) {
         self.restart = true;
     }
@@ -325,8 +337,9 @@ const fn clamp_correction(c: u64) -> u64 {
     }
 }
 
-/// Passes for which the precision loop leaves a VM alone after its allocation changed: the
-/// short window restarts, and three intervals of the new regime are averaged before it counts.
+/// Monitor passes for which the precision loop leaves a VM alone after its allocation
+/// changed: the short window restarts without the interval the change fell in, and three
+/// intervals of the new regime are averaged before it counts.
 pub const CORRECTION_HOLD: u32 = 3;
 
 /// Whether a VM's allocation moved from `prev` to `now` by more than 1/16: a new regime (a
@@ -463,7 +476,7 @@ pub mod cases {
     pub fn check_admission_and_load() -> Result<(), u32> {
         let c = |v| Centi(v);
         let mut load = Load::default();
-        let mut readings = [true; 8];
+        let mut readings = [true; 9];
         // 0.5 CPU used, 0.25 CPU ready per interval of 100 ms.
         for k in 0..=20u64 {
             load.update(Reading {
@@ -500,22 +513,43 @@ pub mod cases {
         });
         readings[4] = load == same;
         readings[5] = load.samples == 31;
-        // A restart: the next interval (0.8 CPU, counted from the reading at 3.1 s) sets the
-        // short window outright, the long one goes on.
-        let long = load.used_long;
+        // A restart: the next interval (0.8 CPU, counted from the reading at 3.1 s), in which
+        // the change happened, is left out of the short window; the long one goes on. The
+        // intervals after it are averaged alike: 0.4 CPU, then 0.2 (a mean of 0.3), then 0.3.
+        let (short, long) = (load.used_short, load.used_long);
         load.restart_short();
         load.update(Reading {
             t_ns: 32 * 100_000_000,
             cpu_ns: 80_000_000,
             wait_ns: 0,
         });
-        readings[6] = load.used_short == 4 * UCPU / 5 && load.used_long < long + UCPU / 10;
-        load.update(Reading {
-            t_ns: 33 * 100_000_000,
-            cpu_ns: 80_000_000,
-            wait_ns: 0,
-        });
-        readings[7] = load.used_short < 4 * UCPU / 5 && load.used_short > UCPU / 2;
+        readings[6] = load.used_short == short && load.used_long > long;
+        let mut cpu = 80_000_000;
+        let mut means = [0u64; 3];
+        for (k, step) in [40_000_000u64, 20_000_000, 30_000_000]
+            .into_iter()
+            .enumerate()
+        {
+            cpu += step;
+            load.update(Reading {
+                t_ns: (33 + k as u64) * 100_000_000,
+                cpu_ns: cpu,
+                wait_ns: 0,
+            });
+            means[k] = load.used_short;
+        }
+        readings[7] = means == [2 * UCPU / 5, 3 * UCPU / 10, 3 * UCPU / 10];
+        // Seven intervals of 1 CPU fill the window (a mean of 0.79); from then on the average
+        // is exponential again: three more leave it at 0.847, with the old 0.3 not all gone.
+        for k in 0..10u64 {
+            cpu += 100_000_000;
+            load.update(Reading {
+                t_ns: (36 + k) * 100_000_000,
+                cpu_ns: cpu,
+                wait_ns: 0,
+            });
+        }
+        readings[8] = load.used_short > 84 * UCPU / 100 && load.used_short < 85 * UCPU / 100;
         let checks = [
             admit(c(100), c(0), 0, capacity(2, c(0))) == Ok(()),
             admit(c(100), c(0), 100, capacity(2, c(0))) == Ok(()),

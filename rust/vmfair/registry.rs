@@ -476,7 +476,7 @@ impl Registry {
             let _ = self.apply(i);
             return Err(e);
         }
-        self.rebalance();
+        self.rebalance(false);
         Ok(())
     }
 
@@ -492,7 +492,7 @@ impl Registry {
             self.knobs = old;
             let _ = self.apply_knobs(knobs);
         }
-        self.rebalance();
+        self.rebalance(false);
         res
     }
 
@@ -552,7 +552,7 @@ impl Registry {
         )
         .map_err(admit_errno)?;
         self.vms[i].reservation = reservation;
-        self.rebalance();
+        self.rebalance(false);
         Ok(())
     }
 
@@ -569,7 +569,7 @@ impl Registry {
             )?;
         }
         self.vms[i].limit = limit;
-        self.rebalance();
+        self.rebalance(false);
         Ok(())
     }
 
@@ -603,7 +603,7 @@ impl Registry {
         }
         self.monitor.passes += 1;
         self.monitor.readings += readings;
-        self.rebalance();
+        self.rebalance(true);
     }
 
     /// Shares from the allocation rule while any VM has a reservation or the precision loop is
@@ -616,8 +616,9 @@ impl Registry {
     /// limit) also has its shares corrected by an integral controller on what it used
     /// ([`allocation::correction_step`]), the corrections of the contended VMs kept at a mean
     /// of one. A change of less than 1/64 of the shares in force (1/256 with `precision`) is not
-    /// applied: setting shares takes every CPU's run queue lock.
-    fn rebalance(&mut self) {
+    /// applied: setting shares takes every CPU's run queue lock. `pass`: called from a monitor
+    /// pass rather than a knob write.
+    fn rebalance(&mut self, pass: bool) {
         let on = self.knobs.enabled;
         let reserved = on && self.vms.iter().any(|v| v.reservation.0 != 0);
         let precise = on && self.knobs.precision;
@@ -674,7 +675,7 @@ impl Registry {
             }
         }
         if precise {
-            self.correct(&mut scratch, n);
+            self.correct(&mut scratch, n, pass);
         } else {
             for v in self.vms.iter_mut() {
                 v.correction = allocation::CORRECTION_ONE;
@@ -706,13 +707,14 @@ impl Registry {
     }
 
     /// The precision loop's pass over `scratch` (allocations, shares, corrected flags; `n`
-    /// each): a corrected VM whose allocation moved into a new regime ([`allocation::regime_changed`])
-    /// starts again at a correction of one, with its short window restarted, and is left alone
-    /// for [`allocation::CORRECTION_HOLD`] passes (a correction integrated from a lagging
+    /// each; `pass`: called from a monitor pass, not a knob write): a corrected VM whose
+    /// allocation moved into a new regime ([`allocation::regime_changed`]) starts again at a
+    /// correction of one, with its short window restarted, and is left alone for
+    /// [`allocation::CORRECTION_HOLD`] monitor passes (a correction integrated from a lagging
     /// average would overshoot); every other corrected VM's correction takes a step. The
     /// corrections are normalised to a mean of one and applied to the shares. A VM that is not
     /// corrected goes back to a correction of one.
-    fn correct(&mut self, scratch: &mut [u64], n: usize) {
+    fn correct(&mut self, scratch: &mut [u64], n: usize, pass: bool) {
         let (mut sum, mut count) = (0u64, 0u64);
         for i in 0..n {
             let v = &mut self.vms[i];
@@ -725,7 +727,10 @@ impl Registry {
             }
             v.last_alloc = alloc;
             if v.hold > 0 {
-                v.hold -= 1;
+                // Counted in monitor passes: a knob write in between brings no new reading.
+                if pass {
+                    v.hold -= 1;
+                }
                 scratch[2 * n + i] = 0;
             }
             if scratch[2 * n + i] == 0 {
