@@ -132,7 +132,7 @@ pub const VARIANTS: &[Variant] = &[
         est_s: 6.0,
         what: "wakeup with the full preemption model (debugfs sched/preempt full) instead of \
                the kernel's default lazy one, which asks a remote CPU to reschedule without an \
-               interrupt, so that a busy vCPU in guest mode keeps its CPU until its next exit",
+               interrupt: whether that is what remote wake-ups wait for",
     },
     Variant {
         name: "wakeup-noparity",
@@ -149,8 +149,8 @@ pub const VARIANTS: &[Variant] = &[
         ],
         est_s: 6.0,
         what: "wakeup with the scheduler feature RUN_TO_PARITY off (debugfs sched/features), \
-               which otherwise lets the running task finish its slice before an eligible \
-               wakee may preempt it",
+               which otherwise protects the running task from wake-up preemption up to its \
+               deadline: whether that is what remote wake-ups wait for",
     },
     Variant {
         name: "wakeup-cgroup",
