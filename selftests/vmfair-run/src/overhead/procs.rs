@@ -15,7 +15,7 @@ pub(super) fn pipe(env: &Env) -> Result<Run, String> {
         None => None,
     };
     let _mode = match env.opts.get("cgroup-mode") {
-        Some(m) => Some(super::vms::CgroupMode::set(m)?),
+        Some(m) => Some(super::vms::SchedMode::set(m)?),
         None => None,
     };
     let _vm = if in_vm {

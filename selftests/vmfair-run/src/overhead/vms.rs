@@ -121,19 +121,19 @@ impl Drop for BusyVms {
 }
 
 /// A scheduler mode in debugfs, set for the lifetime of the value and restored on drop: the
-/// group share mode for cgroups ([`CgroupMode::PATH`]) or the preemption model
-/// ([`CgroupMode::PREEMPT`]).
-pub(super) struct CgroupMode(&'static str, String);
+/// group share mode for cgroups ([`SchedMode::PATH`], [`SchedMode::set`]) or the preemption
+/// model ([`SchedMode::PREEMPT`]).
+pub(super) struct SchedMode(&'static str, String);
 
-impl CgroupMode {
+impl SchedMode {
     const PATH: &'static str = "/sys/kernel/debug/sched/cgroup_mode";
     const PREEMPT: &'static str = "/sys/kernel/debug/sched/preempt";
 
-    pub(super) fn set(mode: &str) -> Result<CgroupMode, String> {
+    pub(super) fn set(mode: &str) -> Result<SchedMode, String> {
         Self::set_at(Self::PATH, mode)
     }
 
-    fn set_at(path: &'static str, mode: &str) -> Result<CgroupMode, String> {
+    fn set_at(path: &'static str, mode: &str) -> Result<SchedMode, String> {
         let old = std::fs::read_to_string(path).map_err(err(path))?;
         std::fs::write(path, mode).map_err(err(path))?;
         let now = std::fs::read_to_string(path).map_err(err(path))?;
@@ -141,7 +141,7 @@ impl CgroupMode {
             return Err(format!("{path}: wrote {mode}, reads {}", now.trim()));
         }
         let old = Self::selected(&old).unwrap_or(old.trim()).to_string();
-        Ok(CgroupMode(path, old))
+        Ok(SchedMode(path, old))
     }
 
     /// The mode in force: the file lists every mode, that one in brackets
@@ -152,7 +152,7 @@ impl CgroupMode {
     }
 }
 
-impl Drop for CgroupMode {
+impl Drop for SchedMode {
     fn drop(&mut self) {
         let _ = std::fs::write(self.0, &self.1);
     }
@@ -220,12 +220,12 @@ pub(super) fn wakeup(env: &Env) -> Result<Run, String> {
     let in_cgroups = env.opts.num::<u32>("vm-cgroups", 0)? != 0;
     // `--cgroup-mode M`: the group share computation of cgroups (debugfs), for this run only.
     let _mode = match env.opts.get("cgroup-mode") {
-        Some(m) => Some(CgroupMode::set(m)?),
+        Some(m) => Some(SchedMode::set(m)?),
         None => None,
     };
     // `--preempt M`: the preemption model (debugfs sched/preempt), for this run only.
     let _preempt = match env.opts.get("preempt") {
-        Some(m) => Some(CgroupMode::set_at(CgroupMode::PREEMPT, m)?),
+        Some(m) => Some(SchedMode::set_at(SchedMode::PREEMPT, m)?),
         None => None,
     };
     // `--sched-feat [NO_]NAME`: a scheduler feature for this run only.
@@ -627,16 +627,16 @@ mod tests {
     #[test]
     fn cgroup_mode_in_force() {
         assert_eq!(
-            CgroupMode::selected("up (smp) concur max tasks\n"),
+            SchedMode::selected("up (smp) concur max tasks\n"),
             Some("smp")
         );
         assert_eq!(
-            CgroupMode::selected("up smp (concur) max tasks"),
+            SchedMode::selected("up smp (concur) max tasks"),
             Some("concur")
         );
-        assert_eq!(CgroupMode::selected("up smp concur max tasks"), None);
+        assert_eq!(SchedMode::selected("up smp concur max tasks"), None);
         // The preemption model file has the same form.
-        assert_eq!(CgroupMode::selected("full (lazy) \n"), Some("lazy"));
+        assert_eq!(SchedMode::selected("full (lazy) \n"), Some("lazy"));
     }
 
     #[test]
