@@ -6,6 +6,7 @@
 use super::r3;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
+use vmfair_scenario::wake::percentile;
 
 /// Nearest-rank percentiles of a sample.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -14,14 +15,6 @@ pub struct Pct {
     pub p50: f64,
     pub p99: f64,
     pub max: f64,
-}
-
-/// `q`-quantile (0 < q <= 1) of sorted values by nearest rank: the smallest value with at least
-/// q of the sample at or below it.
-fn rank(sorted: &[f64], q: f64) -> f64 {
-    let n = sorted.len();
-    let k = ((q * n as f64).ceil() as usize).clamp(1, n);
-    sorted[k - 1]
 }
 
 /// p50, p99 and max of `v`; None when empty.
@@ -33,8 +26,8 @@ pub fn percentiles(v: &[f64]) -> Option<Pct> {
     s.sort_by(f64::total_cmp);
     Some(Pct {
         n: s.len(),
-        p50: rank(&s, 0.50),
-        p99: rank(&s, 0.99),
+        p50: percentile(&s, 0.50)?,
+        p99: percentile(&s, 0.99)?,
         max: s[s.len() - 1],
     })
 }
