@@ -124,6 +124,10 @@ pub const fn limit_quota_us(limit: Centi) -> u64 {
 pub const SHORT_WINDOW_NS: u64 = 1_000_000_000;
 /// Length of the monitor's long window, in nanoseconds.
 pub const LONG_WINDOW_NS: u64 = 10_000_000_000;
+/// Length of the window the precision loop reads what a VM used over, in nanoseconds: two
+/// monitor passes, so that a correction shows within a pass or two instead of the second the
+/// short window takes (a correction integrated from a lagging average overshoots).
+pub const FAST_WINDOW_NS: u64 = 200_000_000;
 
 /// One reading of a VM's counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -149,6 +153,8 @@ pub struct Load {
     pub used_long: u64,
     /// Ready time, long window.
     pub ready_long: u64,
+    /// CPU used over [`FAST_WINDOW_NS`], restarted with the short window.
+    pub used_fast: u64,
     /// Readings averaged so far.
     pub samples: u64,
     /// The next interval is left out of the short window, which then starts again
@@ -177,7 +183,8 @@ impl Load {
     /// advance. Counters that went backwards (a thread's wait leaves with the thread) count as
     /// no change for that interval. The first interval sets the averages outright; the short
     /// window then averages its intervals alike until it spans [`SHORT_WINDOW_NS`], and moves
-    /// as an exponential average from then on.
+    /// as an exponential average from then on; the fast one does the same with
+    /// [`FAST_WINDOW_NS`].
     pub fn update(&mut self, r: Reading) {
         let Some(last) = self.last.replace(r) else {
             return;
@@ -193,6 +200,7 @@ impl Load {
         if self.samples == 0 {
             (self.used_short, self.ready_short) = (used, ready);
             (self.used_long, self.ready_long) = (used, ready);
+            self.used_fast = used;
             self.span = dt.min(SHORT_WINDOW_NS);
         } else {
             if self.restart {
@@ -204,6 +212,8 @@ impl Load {
                 self.span = (self.span + dt).min(SHORT_WINDOW_NS);
                 self.used_short = ewma(self.used_short, used, dt, self.span);
                 self.ready_short = ewma(self.ready_short, ready, dt, self.span);
+                let fast = self.span.min(FAST_WINDOW_NS);
+                self.used_fast = ewma(self.used_fast, used, dt, fast);
             }
             self.used_long = ewma(self.used_long, used, dt, LONG_WINDOW_NS);
             self.ready_long = ewma(self.ready_long, ready, dt, LONG_WINDOW_NS);
@@ -288,22 +298,42 @@ pub const CORRECTION_ONE: u64 = 1024;
 pub const CORRECTION_MIN: u64 = CORRECTION_ONE / 8;
 /// The largest correction: eight times the shares.
 pub const CORRECTION_MAX: u64 = CORRECTION_ONE * 8;
-/// Per monitor pass the correction moves by 1/`CORRECTION_GAIN_DIV` of the relative error:
-/// with passes every 100 ms and a 1 s short window, an error is worked off over about a
-/// second without overshooting.
+/// In a settled regime, the correction moves per monitor pass by 1/`CORRECTION_GAIN_DIV` of
+/// the relative error: with passes every 100 ms and the 200 ms fast window, an error is worked
+/// off over about a second, and what one pass mismeasures moves the shares by little.
 pub const CORRECTION_GAIN_DIV: u64 = 8;
+/// Passes at the start of a regime in which the precision loop takes larger steps
+/// ([`correction_gain_div`]).
+pub const CORRECTION_BOOST: u32 = 10;
+
+/// The divisor of the relative error for the precision loop's pass `step` of a regime (0 for
+/// the first pass after [`CORRECTION_HOLD`]): 2, 3, then 4 until [`CORRECTION_BOOST`] passes
+/// have gone, [`CORRECTION_GAIN_DIV`] from then on. A new regime starts from a correction of
+/// one, which can be tens of percent off where more entities than CPUs share them; at an
+/// eighth a pass that takes a second or two to work off, at these steps some half a second. A
+/// share grows less than in proportion to the shares that give it, so the larger steps still
+/// approach from one side; after them, the small gain keeps the shares steady.
+pub const fn correction_gain_div(step: u32) -> u64 {
+    if step >= CORRECTION_BOOST {
+        CORRECTION_GAIN_DIV
+    } else if step < 2 {
+        step as u64 + 2
+    } else {
+        4
+    }
+}
 
 /// One step of the precision loop (an integral controller) for a VM that the allocation gives
-/// `alloc` and that used `used` (micro-CPUs, the monitor's short window): the correction `c`
-/// times `1 + (alloc - used) / (alloc * CORRECTION_GAIN_DIV)`, the relative error taken as at
-/// most 1 either way, the result clamped to `CORRECTION_MIN..=CORRECTION_MAX`. A VM that is
-/// given nothing keeps its correction.
-pub const fn correction_step(c: u64, alloc: u64, used: u64) -> u64 {
+/// `alloc` and that used `used` (micro-CPUs, the monitor's fast window): the correction `c`
+/// times `1 + (alloc - used) / (alloc * gain_div)`, the relative error taken as at most 1
+/// either way, the result clamped to `CORRECTION_MIN..=CORRECTION_MAX`. A VM that is given
+/// nothing keeps its correction; a `gain_div` of 0 counts as 1.
+pub const fn correction_step(c: u64, alloc: u64, used: u64, gain_div: u64) -> u64 {
     if alloc == 0 {
         return c;
     }
     let c = clamp_correction(c);
-    let div = alloc * CORRECTION_GAIN_DIV;
+    let div = alloc * if gain_div == 0 { 1 } else { gain_div };
     let next = if used <= alloc {
         c + c * (alloc - used) / div
     } else {
@@ -338,9 +368,9 @@ const fn clamp_correction(c: u64) -> u64 {
 }
 
 /// Monitor passes for which the precision loop leaves a VM alone after its allocation
-/// changed: the short window restarts without the interval the change fell in, and three
-/// intervals of the new regime are averaged before it counts.
-pub const CORRECTION_HOLD: u32 = 3;
+/// changed: the short window restarts without the interval the change fell in, and the first
+/// step reads the two intervals of the new regime after it (the fast window).
+pub const CORRECTION_HOLD: u32 = 2;
 
 /// Whether a VM's allocation moved from `prev` to `now` by more than 1/16: a new regime (a
 /// weight, reservation or limit written, a VM come or gone) in which the correction learnt so
@@ -476,7 +506,7 @@ pub mod cases {
     pub fn check_admission_and_load() -> Result<(), u32> {
         let c = |v| Centi(v);
         let mut load = Load::default();
-        let mut readings = [true; 9];
+        let mut readings = [true; 10];
         // 0.5 CPU used, 0.25 CPU ready per interval of 100 ms.
         for k in 0..=20u64 {
             load.update(Reading {
@@ -526,6 +556,7 @@ pub mod cases {
         readings[6] = load.used_short == short && load.used_long > long;
         let mut cpu = 80_000_000;
         let mut means = [0u64; 3];
+        let mut fast = [0u64; 3];
         for (k, step) in [40_000_000u64, 20_000_000, 30_000_000]
             .into_iter()
             .enumerate()
@@ -537,8 +568,9 @@ pub mod cases {
                 wait_ns: 0,
             });
             means[k] = load.used_short;
+            fast[k] = load.used_fast;
         }
-        readings[7] = means == [2 * UCPU / 5, 3 * UCPU / 10, 3 * UCPU / 10];
+        readings[7] = means == [2 * UCPU / 5, 3 * UCPU / 10, 3 * UCPU / 10] && fast == means;
         // Seven intervals of 1 CPU fill the window (a mean of 0.79); from then on the average
         // is exponential again: three more leave it at 0.847, with the old 0.3 not all gone.
         for k in 0..10u64 {
@@ -550,6 +582,9 @@ pub mod cases {
             });
         }
         readings[8] = load.used_short > 84 * UCPU / 100 && load.used_short < 85 * UCPU / 100;
+        // The fast window spans two intervals: ten halvings leave 1/1024 of the 0.7 it was
+        // short of 1 CPU.
+        readings[9] = load.used_fast > 999 * UCPU / 1000 && load.used_fast < UCPU;
         let checks = [
             admit(c(100), c(0), 0, capacity(2, c(0))) == Ok(()),
             admit(c(100), c(0), 100, capacity(2, c(0))) == Ok(()),
@@ -663,7 +698,8 @@ pub mod cases {
     }
 
     /// One precision-loop case: the correction after `steps` passes of a VM given `alloc`
-    /// that uses `used` (micro-CPUs) from a correction of `from`.
+    /// that uses `used` (micro-CPUs) from a correction of `from`, the first of them pass
+    /// `first` of its regime.
     pub struct CorrectionCase {
         /// What the case shows.
         pub name: &'static str,
@@ -673,6 +709,8 @@ pub mod cases {
         pub alloc: u64,
         /// CPU used, micro-CPUs.
         pub used: u64,
+        /// The regime's pass the first step is ([`correction_gain_div`]).
+        pub first: u32,
         /// Passes.
         pub steps: u32,
         /// Expected correction after them.
@@ -686,6 +724,7 @@ pub mod cases {
             from: CORRECTION_ONE,
             alloc: 600_000,
             used: 600_000,
+            first: CORRECTION_BOOST,
             steps: 5,
             expect: CORRECTION_ONE,
         },
@@ -694,6 +733,7 @@ pub mod cases {
             from: CORRECTION_ONE,
             alloc: 500_000,
             used: 460_000,
+            first: CORRECTION_BOOST,
             steps: 1,
             expect: CORRECTION_ONE + 10,
         },
@@ -702,6 +742,7 @@ pub mod cases {
             from: CORRECTION_ONE,
             alloc: 500_000,
             used: 540_000,
+            first: CORRECTION_BOOST,
             steps: 1,
             expect: CORRECTION_ONE - 10,
         },
@@ -710,6 +751,7 @@ pub mod cases {
             from: CORRECTION_ONE,
             alloc: 500_000,
             used: 0,
+            first: CORRECTION_BOOST,
             steps: 40,
             expect: CORRECTION_MAX,
         },
@@ -718,6 +760,7 @@ pub mod cases {
             from: CORRECTION_ONE,
             alloc: 500_000,
             used: 1_500_000,
+            first: CORRECTION_BOOST,
             steps: 40,
             expect: CORRECTION_MIN,
         },
@@ -726,6 +769,7 @@ pub mod cases {
             from: 7,
             alloc: 0,
             used: 100,
+            first: CORRECTION_BOOST,
             steps: 3,
             expect: 7,
         },
@@ -734,8 +778,36 @@ pub mod cases {
             from: 100 * CORRECTION_ONE,
             alloc: 500_000,
             used: 500_000,
+            first: CORRECTION_BOOST,
             steps: 1,
             expect: CORRECTION_MAX,
+        },
+        CorrectionCase {
+            name: "new regime, 8% over: down by 4% at once",
+            from: CORRECTION_ONE,
+            alloc: 500_000,
+            used: 540_000,
+            first: 0,
+            steps: 1,
+            expect: CORRECTION_ONE - 40,
+        },
+        CorrectionCase {
+            name: "new regime, 8% short: up by a half, a third and a quarter of 8%",
+            from: CORRECTION_ONE,
+            alloc: 500_000,
+            used: 460_000,
+            first: 0,
+            steps: 3,
+            expect: 1113,
+        },
+        CorrectionCase {
+            name: "the boost's last pass a quarter, the next an eighth",
+            from: CORRECTION_ONE,
+            alloc: 500_000,
+            used: 540_000,
+            first: CORRECTION_BOOST - 1,
+            steps: 2,
+            expect: 1024 - 20 - 10,
         },
     ];
 
@@ -743,8 +815,9 @@ pub mod cases {
     /// correction is not the expected one, `Err(k)` if check `k - 1` of the others fails.
     pub fn check_correction_case(c: &CorrectionCase) -> Result<(), u32> {
         let mut v = c.from;
-        for _ in 0..c.steps {
-            v = correction_step(v, c.alloc, c.used);
+        for k in 0..c.steps {
+            let div = correction_gain_div(c.first.saturating_add(k));
+            v = correction_step(v, c.alloc, c.used, div);
         }
         let norm = [
             normalised_correction(1536, 3072, 2) == 1024,
@@ -760,6 +833,13 @@ pub mod cases {
             regime_changed(600_000, 562_499),
             regime_changed(0, 1),
             !regime_changed(0, 0),
+            correction_gain_div(0) == 2,
+            correction_gain_div(1) == 3,
+            correction_gain_div(2) == 4,
+            correction_gain_div(CORRECTION_BOOST - 1) == 4,
+            correction_gain_div(CORRECTION_BOOST) == CORRECTION_GAIN_DIV,
+            correction_gain_div(u32::MAX) == CORRECTION_GAIN_DIV,
+            correction_step(1024, 500_000, 400_000, 0) == 1228,
         ];
         if v != c.expect {
             return Err(0);

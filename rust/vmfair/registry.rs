@@ -81,6 +81,8 @@ pub(crate) struct Vm {
     last_alloc: u64,
     /// Passes the precision loop still leaves the VM alone after a new regime.
     hold: u32,
+    /// Passes the precision loop has corrected the VM in its regime (after the hold).
+    step: u32,
     group: Option<VmGroup>,
     sysctl: Option<SysctlTable>,
 }
@@ -377,6 +379,7 @@ impl Registry {
                 correction: allocation::CORRECTION_ONE,
                 last_alloc: 0,
                 hold: 0,
+                step: 0,
                 group: None,
                 sysctl: None,
             },
@@ -711,9 +714,10 @@ impl Registry {
     /// allocation moved into a new regime ([`allocation::regime_changed`]) starts again at a
     /// correction of one, with its short window restarted, and is left alone for
     /// [`allocation::CORRECTION_HOLD`] monitor passes (a correction integrated from a lagging
-    /// average would overshoot); every other corrected VM's correction takes a step. The
-    /// corrections are normalised to a mean of one and applied to the shares. A VM that is not
-    /// corrected goes back to a correction of one.
+    /// average would overshoot); on a monitor pass every other corrected VM's correction takes
+    /// a step on what it used over the fast window, larger in the first passes of its regime
+    /// ([`allocation::correction_gain_div`]). The corrections are normalised to a mean of one
+    /// and applied to the shares. A VM that is not corrected goes back to a correction of one.
     fn correct(&mut self, scratch: &mut [u64], n: usize, pass: bool) {
         let (mut sum, mut count) = (0u64, 0u64);
         for i in 0..n {
@@ -723,6 +727,7 @@ impl Registry {
             if scratch[2 * n + i] != 0 && allocation::regime_changed(v.last_alloc, alloc) {
                 v.correction = allocation::CORRECTION_ONE;
                 v.hold = allocation::CORRECTION_HOLD;
+                v.step = 0;
                 v.load.restart_short();
             }
             v.last_alloc = alloc;
@@ -734,10 +739,18 @@ impl Registry {
                 scratch[2 * n + i] = 0;
             }
             if scratch[2 * n + i] == 0 {
+                // Corrected again, it starts from one like a new regime.
                 v.correction = allocation::CORRECTION_ONE;
+                v.step = 0;
                 continue;
             }
-            v.correction = allocation::correction_step(v.correction, alloc, v.load.used_short);
+            if pass {
+                // A knob write brings no new reading to step on.
+                let div = allocation::correction_gain_div(v.step);
+                v.correction =
+                    allocation::correction_step(v.correction, alloc, v.load.used_fast, div);
+                v.step = v.step.saturating_add(1);
+            }
             sum += v.correction;
             count += 1;
         }
