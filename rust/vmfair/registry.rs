@@ -727,7 +727,6 @@ impl Registry {
             if scratch[2 * n + i] != 0 && allocation::regime_changed(v.last_alloc, alloc) {
                 v.correction = allocation::CORRECTION_ONE;
                 v.hold = allocation::CORRECTION_HOLD;
-                v.step = 0;
                 v.load.restart_short();
             }
             v.last_alloc = alloc;
@@ -739,7 +738,8 @@ impl Registry {
                 scratch[2 * n + i] = 0;
             }
             if scratch[2 * n + i] == 0 {
-                // Corrected again, it starts from one like a new regime.
+                // Held after a new regime, or not contended: corrected again, it starts
+                // from one, its steps counted afresh.
                 v.correction = allocation::CORRECTION_ONE;
                 v.step = 0;
                 continue;
