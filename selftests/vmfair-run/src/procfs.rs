@@ -244,12 +244,21 @@ pub fn schedstats_on() -> bool {
 }
 
 /// One line on the CPU topology and the scheduling domains of CPU 0, for the log.
+///
+/// The kernel lists the domains in debugfs only while `sched/verbose` is on; if it is off,
+/// it is turned on for the read and off again (which rebuilds nothing, it only adds and
+/// removes the files).
 pub fn topology() -> String {
+    const VERBOSE: &str = "/sys/kernel/debug/sched/verbose";
     let rd = |p: &str| {
         fs::read_to_string(p)
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "?".into())
     };
+    let dom0 = "/sys/kernel/debug/sched/domains/cpu0/domain0";
+    let toggled = !std::path::Path::new(dom0).exists()
+        && fs::read_to_string(VERBOSE).is_ok_and(|v| v.trim() == "N")
+        && fs::write(VERBOSE, "Y").is_ok();
     let mut doms = Vec::new();
     for i in 0..8 {
         let base = format!("/sys/kernel/debug/sched/domains/cpu0/domain{i}");
@@ -261,6 +270,9 @@ pub fn topology() -> String {
             rd(&format!("{base}/name")),
             rd(&format!("{base}/flags"))
         ));
+    }
+    if toggled {
+        let _ = fs::write(VERBOSE, "N");
     }
     let t = "/sys/devices/system/cpu/cpu0/topology";
     format!(
